@@ -1,0 +1,1 @@
+"""Pure-torch building blocks: backbones, heads, losses, teachers (no Lightning here)."""
