@@ -39,16 +39,27 @@ class ViTBackbone(nn.Module):
     views, or a teacher fed a different size), as in DINO's reference code.
     """
 
-    def __init__(self, image_size: int, patch_size: int, num_layers: int, num_heads: int,
-                 hidden_dim: int, mlp_dim: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        image_size: int,
+        patch_size: int,
+        num_layers: int,
+        num_heads: int,
+        hidden_dim: int,
+        mlp_dim: int,
+    ) -> None:
         super().__init__()
         from torchvision.models.vision_transformer import VisionTransformer
 
         image_size = math.ceil(image_size / patch_size) * patch_size
         self.vit = VisionTransformer(
-            image_size=image_size, patch_size=patch_size, num_layers=num_layers,
-            num_heads=num_heads, hidden_dim=hidden_dim, mlp_dim=mlp_dim,
-        )  # fmt: skip
+            image_size=image_size,
+            patch_size=patch_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            mlp_dim=mlp_dim,
+        )
         self.vit.heads = nn.Identity()
         self.patch_size = patch_size
         self.hidden_dim = hidden_dim
@@ -99,7 +110,9 @@ def get_backbone(
             with torch.no_grad():
                 was = name.training
                 name.eval()
-                feature_dim = int(name(torch.zeros(2, 3, input_size, input_size)).flatten(1).shape[1])
+                feature_dim = int(
+                    name(torch.zeros(2, 3, input_size, input_size)).flatten(1).shape[1]
+                )
                 name.train(was)
         return name, int(feature_dim)
     if name not in BACKBONES:
