@@ -4,7 +4,9 @@ from workbench._lazy import lazy_getattr
 
 _EXPORTS = {
     "augmentation_grid": "augment",
+    "augmentation_png": "augment",
     "training_curves": "training",
+    "figure_line_data": "training",
     "embedding_map": "embeddings",
     "neighbor_grid": "embeddings",
     "confusion_matrix_plot": "embeddings",

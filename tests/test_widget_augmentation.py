@@ -1,0 +1,235 @@
+import datetime
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import workbench as wb
+from workbench.augment import recipe
+from workbench.augment.transforms import torch_threads
+from workbench.widgets import AugmentationExplorer
+from workbench.widgets.augmentation import parse_indices
+
+NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def images() -> list[Image.Image]:
+    rng = np.random.default_rng(2)
+    return [Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for _ in range(5)]
+
+
+def _exec_code(code: str):
+    ns: dict = {}
+    exec(code, ns)  # the "Copy as code" text is a complete snippet (it imports workbench)
+    return ns["transform"]
+
+
+def test_changing_a_control_changes_the_preview(images) -> None:
+    ex = AugmentationExplorer(images, method="simclr", n_images=3, input_size=32)
+    before = ex.preview.value
+    assert before[:8] == b"\x89PNG\r\n\x1a\n" and ex.error.value == ""
+    ex.controls["view_cj_prob"].value = 0.0
+    assert ex.preview.value != before
+    assert ex.recipe.groups[0].cj_prob == 0.0
+    assert ex.transform.recipe == ex.recipe
+    assert "cj_prob=0.0" in ex.code
+    for key in ("view_crop_scale", "view_blur_sigma", "view_size", "view_count"):
+        previous = ex.preview.value
+        ctrl = ex.controls[key]
+        ctrl.value = (
+            (0.5, 0.9)
+            if key == "view_crop_scale"
+            else ((0.5, 1.0) if key == "view_blur_sigma" else (24 if key == "view_size" else 3))
+        )
+        assert ex.preview.value != previous, key
+    assert ex.recipe.view_sizes == [24, 24, 24]
+
+
+def test_invalid_value_shows_message_and_keeps_preview(images) -> None:
+    ex = AugmentationExplorer(images, method="byol", n_images=2, input_size=32)
+    good_png, good_recipe, good_code = ex.preview.value, ex.recipe, ex.code
+    ex.controls["view1_size"].value = 4
+    assert "size" in ex.error.value and "previous preview is kept" in ex.error.value
+    assert ex.preview.value == good_png
+    assert ex.recipe == good_recipe and ex.code == good_code
+    ex.controls["view1_size"].value = 32
+    assert ex.error.value == "" and ex.recipe == good_recipe
+    ex.controls["view1_cj_strength"].value = 2.0  # hue shift 2.0 x 0.1: valid
+    strong_png = ex.preview.value
+    assert ex.error.value == "" and strong_png != good_png
+    ex.controls["view1_cj_hue"].value = 0.3  # 2.0 x 0.3 > 0.5: invalid combination
+    assert "cj_hue" in ex.error.value and ex.preview.value == strong_png
+    ex.controls["view1_cj_hue"].value = 0.1
+    assert ex.error.value == ""
+
+
+def test_reset_restores_defaults(images) -> None:
+    ex = AugmentationExplorer(images, method="dino", n_images=2, input_size=32)
+    defaults, default_png = ex.recipe, ex.preview.value
+    assert defaults == recipe("dino", input_size=32)
+    ex.controls["local_count"].value = 2
+    ex.controls["global2_solarize_prob"].value = 1.0
+    ex.controls["global1_crop_scale"].value = (0.6, 0.8)
+    assert ex.recipe != defaults
+    ex.reset_button.click()
+    assert ex.recipe == defaults
+    assert ex.controls["local_count"].value == 6
+    assert ex.controls["global1_crop_scale"].value == (0.4, 1.0)
+    assert ex.preview.value == default_png  # same seed, same settings: same picture
+
+
+def test_copy_as_code_rebuilds_the_same_transform(images) -> None:
+    ex = AugmentationExplorer(images, method="dino", n_images=1)
+    ex.controls["local_count"].value = 3
+    ex.controls["global1_size"].value = 64
+    ex.controls["global2_size"].value = 64
+    ex.controls["local_size"].value = 27
+    ex.controls["global2_solarize_prob"].value = 0.35000000000000003  # slider float noise
+    ex.controls["local_crop_scale"].value = (0.1, 0.45)
+    ex.code_button.click()
+    assert ex.code_area.value == ex.code and ex.code_area.layout.display == "block"
+    assert "wb.make_transform('dino', input_size=64" in ex.code
+    assert re.search(r"global2_solarize_prob=0\.35[,)]", ex.code)
+    t = _exec_code(ex.code)
+    assert t.recipe == ex.recipe
+    assert t.recipe.view_sizes == [64, 64, 27, 27, 27]
+
+
+def test_method_dropdown_rebuilds_tabs(images) -> None:
+    ex = AugmentationExplorer(images, method="simclr", n_images=1, input_size=32)
+    assert ex.tabs.titles == ("view",)
+    ex.method_dropdown.value = "dino"
+    assert ex.tabs.titles == ("global1", "global2", "local")
+    assert "local_count" in ex.controls and "view_count" not in ex.controls
+    assert ex.recipe == recipe("dino", input_size=32)  # constructor overrides carried over
+    assert _exec_code(ex.code).recipe == ex.recipe
+
+
+def test_seed_resample_and_captions(images) -> None:
+    ex = AugmentationExplorer(images, method="simclr", n_images=2, input_size=32, seed=5)
+    first = ex.preview.value
+    ex.resample_button.click()
+    assert ex.seed.value == 6 and ex.preview.value != first
+    ex.seed.value = 5
+    assert ex.preview.value == first  # a seed reproduces its preview
+    ex.show_params.value = True
+    assert ex.preview.value != first
+
+
+def test_link_groups_edits_every_group(images) -> None:
+    ex = AugmentationExplorer(images, method="dino", n_images=1, input_size=32)
+    ex.link_groups.value = True
+    ex.controls["global1_blur_prob"].value = 0.25
+    assert [g.blur_prob for g in ex.recipe.groups] == [0.25, 0.25, 0.25]
+    ex.controls["local_count"].value = 1  # counts and sizes are never linked
+    assert [g.count for g in ex.recipe.groups] == [1, 1, 1]
+    ex.controls["global1_size"].value = 40
+    assert ex.recipe.view_sizes == [40, 32, 14]
+
+
+def test_ab_mode_keeps_a_fixed(images) -> None:
+    ex = AugmentationExplorer(images, method="simclr", n_images=2, input_size=32)
+    a_png = ex.preview.value
+    ex.ab_mode.value = True
+    assert ex.preview_a.value == a_png and ex._a_box.layout.display == ""
+    ex.controls["view_gray_prob"].value = 1.0
+    assert ex.preview_a.value == a_png and ex.preview.value != a_png
+    ex.seed.value = 1  # same seed and images for A and B
+    assert ex.preview_a.value != a_png
+    ex.b_to_a_button.click()
+    assert ex.preview_a.value == ex.preview.value
+    ex.ab_mode.value = False
+    assert ex._a_box.layout.display == "none"
+
+
+def test_choose_images_and_upload(images) -> None:
+    ex = AugmentationExplorer(images, method="simclr", n_images=2, input_size=32)
+    assert ex.indices.value == "0, 1"
+    ex.n_images.value = 4
+    assert ex.indices.value == "0, 1, 2, 3"
+    ex.indices.value = "4, 2"
+    assert ex.n_images.value == 2 and "2 images" in ex.status.value
+    ex.indices.value = "9"
+    assert "out of range" in ex.error.value and ex.indices.value == "9"
+    ex.indices.value = "1-3"
+    assert ex.error.value == "" and ex.n_images.value == 3
+    ex.random_button.click()
+    assert len(parse_indices(ex.indices.value, 5)) == 3
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (30, 20), (0, 200, 0, 255)).save(buf, format="PNG")
+    before = ex.preview.value
+    ex.upload.value = (
+        {"name": "mine.png", "type": "image/png", "size": len(buf.getvalue()),
+         "content": memoryview(buf.getvalue()), "last_modified": NOW},
+    )  # fmt: skip
+    assert ex.upload.value == ()  # cleared, so the same file can be uploaded again
+    assert "4 images" in ex.status.value and ex.preview.value != before
+    ex.upload.value = (
+        {"name": "bad.png", "type": "image/png", "size": 3, "content": memoryview(b"abc"),
+         "last_modified": NOW},
+    )  # fmt: skip
+    assert "bad.png" in ex.error.value
+    ex.clear_uploads_button.click()
+    assert "3 images" in ex.status.value
+
+
+def test_dataset_spec_and_display(tmp_path) -> None:
+    for i in range(3):
+        Image.new("RGB", (20, 20), (80 * i, 0, 0)).save(tmp_path / f"im{i}.png")
+    ex = AugmentationExplorer(str(tmp_path), method="moco", input_size=16)
+    assert ex.n_images.max == 3 and "im0.png" in str(ex._current_images()[1])
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert ex.overrides() == {"input_size": 16}
+
+
+def test_constructor_errors(images) -> None:
+    with pytest.raises(ValueError, match="Unknown method"):
+        AugmentationExplorer(images, method="nope")
+    with pytest.raises(ValueError, match="cj_prb"):
+        AugmentationExplorer(images, method="simclr", cj_prb=0.1)
+
+
+def test_parse_indices() -> None:
+    assert parse_indices("0, 3, 5-7", 10) == [0, 3, 5, 6, 7]
+    with pytest.raises(ValueError, match="out of range"):
+        parse_indices("10", 10)
+    with pytest.raises(ValueError, match="Invalid image index 'x'"):
+        parse_indices("1, x", 10)
+    with pytest.raises(ValueError, match="start > end"):
+        parse_indices("5-2", 10)
+
+
+def test_top_level_export() -> None:
+    assert wb.AugmentationExplorer is AugmentationExplorer
+
+
+def test_controls_grouped_by_invariance_with_help(images) -> None:
+    import ipywidgets as widgets
+
+    from workbench.augment import INVARIANCES
+
+    ex = AugmentationExplorer(images, method="byol", n_images=1, input_size=32)
+    page = ex.tabs.children[1]  # view2
+    texts = " ".join(
+        c.value for sec in page.children[1:] for c in sec.children if isinstance(c, widgets.HTML)
+    )
+    for ops in INVARIANCES.values():
+        for op in ops:
+            assert op.name in texts
+    shape_grid = page.children[2].children[1]
+    assert [c.description for c in shape_grid.children][:2] == ["crop area", "crop aspect"]
+    assert isinstance(ex.controls["view2_crop_scale"], widgets.FloatRangeSlider)
+    assert isinstance(ex.controls["view2_count"], widgets.IntText)
+    assert isinstance(ex.controls["view2_solarize_prob"], widgets.FloatSlider)
+    assert ex.controls["view2_solarize_prob"].value == 0.2
