@@ -5,9 +5,14 @@ import torchvision
 from workbench.nn.backbones import get_backbone, list_backbones, patch_size_for
 
 
-@pytest.mark.parametrize("name,size,dim", [
-    ("resnet18", 64, 512), ("resnet18-small", 32, 512), ("vit-tiny", 32, 192),
-])
+@pytest.mark.parametrize(
+    "name,size,dim",
+    [
+        ("resnet18", 64, 512),
+        ("resnet18-small", 32, 512),
+        ("vit-tiny", 32, 192),
+    ],
+)
 def test_backbone_shapes(name, size, dim):
     model, d = get_backbone(name, input_size=size)
     assert d == dim
@@ -38,7 +43,9 @@ def test_vit_any_resolution():
 
 
 def test_user_module_and_unknown_name():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
     m, d = get_backbone(net, input_size=16)
     assert m is net and d == 8
     with pytest.raises(ValueError, match="resnet19") as e:

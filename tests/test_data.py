@@ -42,9 +42,11 @@ def test_shapes_colour_is_visible():
     ds = wb.load_dataset("shapes", n=60, seed=0, label_by="color", image_size=32)
     red = ds.class_names.index("red")
     blue = ds.class_names.index("blue")
+
     def redness(i):
         a = np.asarray(ds[i][0]).astype(float)
         return (a[..., 0] - a[..., 2]).max()
+
     reds = [redness(i) for i in range(60) if ds.labels[i] == red]
     blues = [redness(i) for i in range(60) if ds.labels[i] == blue]
     assert min(reds) > max(blues)
@@ -63,7 +65,7 @@ def _make_images(root: Path) -> None:
     Image.new("L", (40, 40), 128).save(root / "cats" / "gray.png")
     Image.new("RGBA", (40, 40), (0, 0, 255, 0)).save(root / "dogs" / "rgba.png")
     Image.new("P", (16, 16)).save(root / "dogs" / "palette.gif")
-    arr = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    arr = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16
     Image.fromarray(arr).save(root / "dogs" / "sixteen.png")
     Image.new("CMYK", (24, 24), (0, 255, 0, 0)).save(root / "dogs" / "deeper" / "cmyk.jpg")
     Image.new("RGB", (5, 5), "green").save(root / "dogs" / "tiny.bmp")
@@ -179,9 +181,11 @@ def test_torchvision_dataset_from_local_files(tmp_path):
     labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
     for split in ("train", "t10k"):
         (raw / f"{split}-images-idx3-ubyte").write_bytes(
-            struct.pack(">IIII", 2051, 5, 28, 28) + imgs.tobytes())
+            struct.pack(">IIII", 2051, 5, 28, 28) + imgs.tobytes()
+        )
         (raw / f"{split}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">II", 2049, 5) + labels.tobytes())
+            struct.pack(">II", 2049, 5) + labels.tobytes()
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = wb.load_dataset(f"mnist:{tmp_path}")

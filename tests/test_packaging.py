@@ -1,11 +1,10 @@
 import re
 import subprocess
 import sys
-import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +14,8 @@ def _name(req: str) -> str:
 
 
 def test_environment_yml_matches_pyproject():
-    yaml = pytest.importorskip("yaml")  # PyYAML comes with jupyter; skip only on a bare install
+    import yaml  # PyYAML is installed with jupyter
+
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
@@ -40,7 +40,9 @@ def test_import_is_fast_and_lazy():
     )
     best = None
     for _ in range(3):  # warm: the first run may pay for a cold disk cache
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         dt, heavy = out.stdout.split(" ", 1)
         best = float(dt) if best is None else min(best, float(dt))
     assert best < 1.5

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import workbench
 
@@ -17,6 +21,191 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from workbench.methods import describe_method, list_methods
+
+    for name in list_methods():
+        d = describe_method(name)
+        print(f"{name:15s} {d['summary']}")
+        if args.verbose:
+            print(f"{'':15s} use when: {d['use_when']}")
+            print(f"{'':15s} avoid when: {d['avoid_when']}")
+            print(
+                f"{'':15s} recommended: batch {d['batch_size']}, {d['epochs']} epochs; "
+                f"backbones {', '.join(d['backbones'])}"
+            )
+    return 0
+
+
+class ProgressPrinter:
+    """A one-line progress bar on stderr: epoch, step, loss, std, kNN, images/s, ETA."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.last_knn: float | None = None
+        self._last = 0.0
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def on_step(self, rec: dict[str, Any]) -> None:
+        """Redraw at most 5 times a second (on a terminal)."""
+        now = time.monotonic()
+        if not self.tty or now - self._last < 0.2:
+            return
+        self._last = now
+        bpe = rec["batches_per_epoch"]
+        left = (bpe - rec["batch"] - 1) + bpe * (self.epochs - rec["epoch"] - 1)
+        eta = left * rec["seconds"] / max(1, rec["step"] + 1)
+        knn = f" knn {self.last_knn:.3f}" if self.last_knn is not None else ""
+        self.stream.write(
+            f"\repoch {rec['epoch'] + 1}/{self.epochs} step {rec['batch'] + 1}/{bpe} "
+            f"loss {rec['loss']:.4f} std {rec['rep_std']:.4f}{knn} "
+            f"{rec['images_per_s']:.0f} img/s eta {eta:.0f}s   "
+        )
+        self.stream.flush()
+
+    def on_start(self, run: Any) -> None:
+        """Remember the number of epochs."""
+        self.epochs = int(run.config.get("epochs", 1))
+        print(f"run folder: {run.out}", file=self.stream)
+
+    def on_epoch(self, rec: dict[str, Any]) -> None:
+        """One line per epoch (also when not on a terminal)."""
+        self.last_knn = rec.get("knn_acc")
+        knn = f", kNN {rec['knn_acc']:.3f}" if rec.get("knn_acc") is not None else ""
+        end = "\n" if not self.tty else "\n"
+        self.stream.write(
+            ("\r" if self.tty else "")
+            + f"epoch {rec['epoch'] + 1}/{rec['epochs']}: loss {rec['loss']:.4f}, std "
+            f"{rec['rep_std']:.4f} (healthy ~{rec['rep_std_ref']:.4f}){knn}, "
+            f"{rec['images_per_s']:.0f} img/s" + " " * 10 + end
+        )
+        self.stream.flush()
+
+    def on_event(self, ev: dict[str, Any]) -> None:
+        """Warnings and hints on their own line."""
+        self.stream.write(f"\n[{ev['kind']}] {ev['message']}\n")
+
+
+def _parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(
+                f"Expected KEY=VALUE, got {item!r} (e.g. --method-arg temperature=0.2)."
+            )
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+        if isinstance(out[k], list):
+            out[k] = tuple(out[k])
+    return out
+
+
+def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        method=args.method,
+        model=args.model,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        input_size=args.input_size,
+        lr=args.lr,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        precision=args.precision,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        strategy=args.strategy,
+        method_args=_parse_kv(args.method_arg),
+        transform_args=_parse_kv(args.transform_arg),
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from workbench.train import train
+
+    run = train(args.data, callbacks=[ProgressPrinter()], **_train_kwargs(args))
+    s = run.summary()
+    print(f"{s['status']}: {run.out}  loss {s['loss']}, kNN {s['knn_acc']}")
+    return 0 if run.status in ("finished", "stopped") else 1
+
+
+def write_demo_plots(run: Any, data: Any = None) -> list[Path]:
+    """Training curves (loss / std / kNN) and, for labelled data, an embedding map, as PNGs."""
+    from workbench.plots import figure_to_png, training_curves
+
+    paths = []
+    p = run.out / "training_curves.png"
+    p.write_bytes(figure_to_png(training_curves(run)))
+    paths.append(p)
+    try:
+        from workbench.eval import embed, project
+        from workbench.plots import embedding_map
+
+        emb = embed(run, data if data is not None else run.config["data"], batch_size=256)
+        xy = project(emb.features, method="pca")
+        fig = embedding_map(
+            xy,
+            labels=emb.labels,
+            class_names=emb.class_names,
+            title=f"{run.config['method']} embeddings (PCA)",
+        )
+        p = run.out / "embedding_map.png"
+        p.write_bytes(figure_to_png(fig))
+        paths.append(p)
+    except (ImportError, AttributeError):  # the embeddings module is optional for the demo
+        pass
+    return paths
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from workbench.train import train
+
+    print("SSL Workbench demo: SimCLR on scikit-learn's handwritten digits (CPU friendly).")
+    kw = _train_kwargs(args)
+    run = train(args.data, callbacks=[ProgressPrinter()], **kw)
+    for p in write_demo_plots(run):
+        print(f"wrote {p}")
+    s = run.summary()
+    print(
+        f"{s['status']}: kNN accuracy {s['knn_acc']}, final loss {s['loss']:.4f}, "
+        f"{s['images_per_s']:.0f} img/s. Open notebooks/01_quickstart.ipynb next (make lab)."
+    )
+    return 0 if run.status == "finished" else 1
+
+
+def _add_train_args(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    p.add_argument("--data", default="digits", help="dataset name, folder or name:root")
+    p.add_argument("--method", default="simclr", help="see `workbench methods`")
+    p.add_argument(
+        "--model", default="resnet18", help="backbone (resnet18-small, resnet18, vit-tiny, ...)"
+    )
+    p.add_argument("--out", default=None, help="run folder (default: runs/<method>-<time>)")
+    p.add_argument("--epochs", type=int, default=5 if demo else 10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--input-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="auto", type=lambda s: s if s == "auto" else int(s))
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--num-workers", default="auto", type=lambda s: s if s == "auto" else int(s))
+    p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--method-arg", action="append", metavar="KEY=VALUE", help="method config")
+    p.add_argument(
+        "--transform-arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="augmentation override, e.g. cj_prob=0.0",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -27,6 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("datasets", help="list built-in and torchvision datasets")
     p.set_defaults(func=_cmd_datasets)
+    p = sub.add_parser("methods", help="list SSL methods with guidance")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=_cmd_methods)
+    p = sub.add_parser("train", help="pretrain a backbone and write a run folder")
+    _add_train_args(p)
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("demo", help="headless main job: short run on digits, plots as PNG")
+    _add_train_args(p, demo=True)
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
@@ -42,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"workbench: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nworkbench: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

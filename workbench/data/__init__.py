@@ -37,7 +37,7 @@ BUILTIN_NAMES = ("digits", "shapes", "photos")
 
 
 def list_datasets() -> dict[str, str]:
-    """Built-in dataset names with a one-line description, plus torchvision names (``name:root``)."""
+    """Built-in dataset names with a one-line description, and torchvision ``name:root`` specs."""
     from workbench.data.torchvision_sets import TORCHVISION_SETS
 
     out = {name: desc for name, (_, desc) in _builtins().items()}
@@ -46,7 +46,9 @@ def list_datasets() -> dict[str, str]:
     return out
 
 
-def load_dataset(spec: str | Path | Sequence[str | Path] | ImageDataset, **kwargs: Any) -> ImageDataset:
+def load_dataset(
+    spec: str | Path | Sequence[str | Path] | ImageDataset, **kwargs: Any
+) -> ImageDataset:
     """Load images from a built-in name, a folder, a list of files or a torchvision dataset.
 
     Args:
@@ -94,5 +96,7 @@ def load_dataset(spec: str | Path | Sequence[str | Path] | ImageDataset, **kwarg
     looks_like_path = any(c in text for c in "/\\.") or text.startswith("~")
     valid = sorted(list_datasets())
     if looks_like_path:
-        raise FileNotFoundError(f"{text!r} does not exist. Valid dataset names: {valid}, or a folder.")
+        raise FileNotFoundError(
+            f"{text!r} does not exist. Valid dataset names: {valid}, or a folder."
+        )
     raise ValueError(f"Unknown dataset {text!r}. Valid names: {valid}, or a folder of images.")

@@ -33,7 +33,8 @@ def digits(image_size: int = 32) -> ImageDataset:
     bunch = load_digits()
     arr = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)  # (N, 8, 8) in 0..255
     images = [
-        Image.fromarray(a, "L").resize((image_size, image_size), Image.Resampling.BICUBIC)
+        Image.fromarray(a, "L")
+        .resize((image_size, image_size), Image.Resampling.BICUBIC)
         .convert("RGB")
         for a in arr
     ]
@@ -68,13 +69,28 @@ def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tu
         pts = [(math.cos(a), math.sin(a)) for a in np.arange(6) * math.pi / 3]
     elif kind == "star":
         pts = [
-            ((1.0 if k % 2 == 0 else 0.45) * math.cos(a), (1.0 if k % 2 == 0 else 0.45) * math.sin(a))
+            (
+                (1.0 if k % 2 == 0 else 0.45) * math.cos(a),
+                (1.0 if k % 2 == 0 else 0.45) * math.sin(a),
+            )
             for k, a in enumerate(np.arange(10) * math.pi / 5 - math.pi / 2)
         ]
     elif kind == "cross":
         w = 0.33
-        pts = [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w),
-               (-1, w), (-1, -w), (-w, -w)]  # fmt: skip
+        pts = [
+            (-w, -1),
+            (w, -1),
+            (w, -w),
+            (1, -w),
+            (1, w),
+            (w, w),
+            (w, 1),
+            (-w, 1),
+            (-w, w),
+            (-1, w),
+            (-1, -w),
+            (-w, -w),
+        ]
     else:
         raise ValueError(kind)
     c, s = math.cos(angle), math.sin(angle)
@@ -91,7 +107,9 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     elif kind == 1:
         period = rng.uniform(3, 8) * size / 32
         theta = rng.uniform(0, math.pi)
-        tex = 20 * np.sign(np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * 2 * math.pi / period))
+        tex = 20 * np.sign(
+            np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * 2 * math.pi / period)
+        )
     else:
         cell = max(2, int(rng.uniform(3, 7) * size / 32))
         tex = 18 * (((xx // cell) + (yy // cell)) % 2 * 2 - 1)

@@ -87,21 +87,21 @@ def from_paths(
         cache: Keep decoded images in memory (default: when there are at most 20,000 files).
         non_images: Files already rejected by the caller (e.g. unknown extension), listed too.
     """
-    paths = [Path(p) for p in paths]
-    missing = [str(p) for p in paths if not p.exists()]
+    files = [Path(p) for p in paths]
+    missing = [str(p) for p in files if not p.exists()]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} image path(s) do not exist, e.g. {missing[0]!r}. Check the paths."
         )
-    keep = len(paths) <= CACHE_LIMIT_FILES if cache is None else cache
-    ok, images, skipped = _decode_all(paths, max_side, keep)
+    keep = len(files) <= CACHE_LIMIT_FILES if cache is None else cache
+    ok, images, skipped = _decode_all(files, max_side, keep)
     skipped = list(non_images) + skipped
-    name = name or f"{len(paths)} files"
+    name = name or f"{len(files)} files"
     if not ok:
         reasons = "; ".join(str(s) for s in skipped[:5])
-        raise ValueError(f"None of the {len(paths)} files in {name} could be read: {reasons}")
+        raise ValueError(f"None of the {len(files)} files in {name} could be read: {reasons}")
     _warn_skipped(name, skipped)
-    good = [paths[i] for i in ok]
+    good = [files[i] for i in ok]
     good_labels = None if labels is None else [labels[i] for i in ok]
     common = dict(
         labels=good_labels,
@@ -113,7 +113,10 @@ def from_paths(
     if keep:
         return ImageDataset(name, images=[im for im in images if im is not None], **common)  # type: ignore[arg-type]
     return ImageDataset(
-        name, loader=lambda i: read_image(good[i], max_side=max_side), length=len(good), **common  # type: ignore[arg-type]
+        name,
+        loader=lambda i: read_image(good[i], max_side=max_side),
+        length=len(good),
+        **common,  # type: ignore[arg-type]
     )
 
 
@@ -130,17 +133,24 @@ def from_folder(
     if not root.exists():
         raise FileNotFoundError(f"Folder {str(root)!r} does not exist. Check the path.")
     if not root.is_dir():
-        raise ValueError(f"{str(root)!r} is a file, not a folder; pass a folder or a list of paths.")
+        raise ValueError(
+            f"{str(root)!r} is a file, not a folder; pass a folder or a list of paths."
+        )
     files = _scan(root)
     images = [p for p in files if is_image_path(p)]
-    others = [SkippedFile(str(p), f"not an image extension ({p.suffix or 'none'})") for p in files
-              if not is_image_path(p)]  # fmt: skip
+    others = [
+        SkippedFile(str(p), f"not an image extension ({p.suffix or 'none'})")
+        for p in files
+        if not is_image_path(p)
+    ]
     if not images:
         raise ValueError(
             f"No images found in {str(root)!r} ({len(files)} other files). "
             f"Looked for extensions: {', '.join(IMAGE_EXTENSIONS)}"
         )
-    subdirs = sorted({p.relative_to(root).parts[0] for p in images if len(p.relative_to(root).parts) > 1})
+    subdirs = sorted(
+        {p.relative_to(root).parts[0] for p in images if len(p.relative_to(root).parts) > 1}
+    )
     labels = None
     if subdirs:
         index = {d: k for k, d in enumerate(subdirs)}
@@ -148,8 +158,15 @@ def from_folder(
             index[p.relative_to(root).parts[0]] if len(p.relative_to(root).parts) > 1 else -1
             for p in images
         ]
-    ds = from_paths(images, labels=labels, class_names=subdirs or None, name=str(root),
-                    max_side=max_side, cache=cache, non_images=others)  # fmt: skip
+    ds = from_paths(
+        images,
+        labels=labels,
+        class_names=subdirs or None,
+        name=str(root),
+        max_side=max_side,
+        cache=cache,
+        non_images=others,
+    )
     if ds.labels is not None and (ds.labels < 0).all():
         ds.labels = None
     return ds

@@ -9,8 +9,17 @@ import numpy as np
 from PIL import Image, ImageFile
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-)  # fmt: skip
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
 
 # Above this many pixels an image is decoded at reduced size (JPEG draft mode) or downscaled
 # right after decoding, so one 8000x8000 photo cannot take gigabytes.

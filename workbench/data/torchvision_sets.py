@@ -26,9 +26,14 @@ TORCHVISION_SETS: dict[str, tuple[str, str]] = {
 
 
 def from_torchvision(
-    name: str, root: str | Path, *, train: bool = True, split: str | None = None,
-    download: bool = False, **kwargs: Any,
-) -> ImageDataset:  # fmt: skip
+    name: str,
+    root: str | Path,
+    *,
+    train: bool = True,
+    split: str | None = None,
+    download: bool = False,
+    **kwargs: Any,
+) -> ImageDataset:
     """Wrap a torchvision dataset stored under ``root``.
 
     Args:
@@ -46,7 +51,9 @@ def from_torchvision(
     cls_name, split_kind = TORCHVISION_SETS[name]
     cls = getattr(tvd, cls_name)
     split_kw: dict[str, Any] = (
-        {"train": train} if split_kind == "train" else {"split": split or ("train" if train else "test")}
+        {"train": train}
+        if split_kind == "train"
+        else {"split": split or ("train" if train else "test")}
     )
     root = Path(root).expanduser()
     try:
@@ -71,6 +78,10 @@ def from_torchvision(
         return to_rgb(img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img)))
 
     return ImageDataset(
-        f"{name}:{root}", loader=load, length=len(base), labels=labels, class_names=classes,
+        f"{name}:{root}",
+        loader=load,
+        length=len(base),
+        labels=labels,
+        class_names=classes,
         meta={"torchvision": cls_name},
-    )  # fmt: skip
+    )

@@ -1,0 +1,223 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+import workbench as wb
+from workbench.methods import METHODS, SimCLR
+from workbench.methods.simsiam import SimSiam
+from workbench.runs import CHECKPOINT
+
+EPOCH_KEYS = {
+    "epoch",
+    "step",
+    "loss",
+    "rep_std",
+    "rep_std_ref",
+    "rep_std_backbone",
+    "rep_std_backbone_ref",
+    "knn_acc",
+    "lr",
+    "images_per_s",
+    "seconds",
+}
+STEP_KEYS = {"step", "epoch", "batch", "loss", "rep_std", "lr", "images_per_s", "seconds"}
+FAST = dict(model="resnet18", batch_size=64, input_size=16, epochs=2)
+
+
+def _teacher():
+    torch.manual_seed(0)
+    net, _ = wb.get_backbone("vit-tiny", input_size=16)
+    return net
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_trains_two_epochs(method, digits_small, tmp_path):
+    args = {"teacher": _teacher()} if method.startswith("distillation") else None
+    run = wb.train(digits_small, method=method, out=tmp_path / method, method_args=args, **FAST)
+    assert run.status == "finished", run.events
+    assert len(run.history) == 2
+    for rec in run.history:
+        assert EPOCH_KEYS <= set(rec), EPOCH_KEYS - set(rec)
+        assert math.isfinite(rec["loss"]) and 0 <= rec["knn_acc"] <= 1
+        assert rec["rep_std_ref"] == pytest.approx(
+            1 / math.sqrt(run.config["method_args"].get("output_dim", rec["rep_std_ref"] ** -2)),
+            rel=1e-6,
+        ) or method.startswith("distill")
+    assert all(STEP_KEYS <= set(s) for s in run.steps)
+    assert [s["step"] for s in run.steps] == list(range(1, len(run.steps) + 1))  # steps done
+    if method in ("moco", "byol", "dino"):
+        assert "momentum" in run.history[-1]
+    if method == "dino":
+        assert "teacher_temp" in run.history[-1]
+    # the exported backbone reloads, into the torchvision model too
+    backbone = wb.load_run(run.out).backbone
+    assert backbone(torch.zeros(2, 3, 16, 16)).shape == (2, 512)
+    tv = torchvision.models.resnet18()
+    missing, unexpected = tv.load_state_dict(torch.load(run.backbone_path), strict=False)
+    assert unexpected == [] and set(missing) == {"fc.weight", "fc.bias"}
+
+
+def test_run_folder_contents(digits_small, tmp_path):
+    run = wb.train(digits_small, method="simclr", out=tmp_path / "r", **FAST)
+    cfg = json.loads((run.out / "config.json").read_text())
+    for key in (
+        "method",
+        "model",
+        "input_size",
+        "lr",
+        "num_workers",
+        "precision",
+        "accelerator",
+        "devices",
+        "transform",
+        "seed",
+        "batch_size",
+        "feature_dim",
+    ):
+        assert cfg[key] not in (None, "auto"), key
+    assert cfg["lr"] == pytest.approx(0.12 * 64 / 256)
+    lines = (run.out / "metrics.jsonl").read_text().splitlines()
+    types = {json.loads(ln)["type"] for ln in lines}
+    assert types == {"step", "epoch", "event", "status"}
+    assert (run.out / CHECKPOINT).is_file() and run.backbone_path.is_file()
+    log = (run.out / "train.log").read_text()
+    assert "epoch 2/2" in log and "status: finished" in log
+    assert wb.list_runs(tmp_path)[0].out == run.out
+
+
+def test_existing_out_is_never_overwritten(digits_small, tmp_path):
+    out = tmp_path / "r"
+    wb.train(digits_small, method="simclr", out=out, max_steps=1, **FAST)
+    before = (out / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match="resume=True.*overwrite=True"):
+        wb.train(digits_small, method="simclr", out=out, **FAST)
+    assert (out / "metrics.jsonl").read_text() == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    with pytest.raises(ValueError, match="not a workbench run folder"):
+        wb.train(digits_small, method="simclr", out=mine, overwrite=True, **FAST)
+    assert (mine / "thesis.tex").read_text() == "precious"
+
+
+class StopAfter:
+    def __init__(self, n):
+        self.n, self.steps = n, 0
+
+    def on_step(self, rec):
+        self.steps += 1
+
+    def should_stop(self):
+        return self.steps >= self.n
+
+
+def test_stop_within_one_batch_then_resume(digits_small, tmp_path):
+    out = tmp_path / "r"
+    stopper = StopAfter(2)
+    run = wb.train(
+        digits_small, method="byol", out=out, callbacks=[stopper], **{**FAST, "epochs": 3}
+    )
+    assert run.status == "stopped"
+    assert len(run.steps) == 2 and stopper.steps == 2  # no batch ran after the request
+    assert (out / CHECKPOINT).is_file()
+    assert any(e["kind"] == "stopped" for e in run.events)
+    resumed = wb.train(digits_small, method="byol", out=out, resume=True, **{**FAST, "epochs": 3})
+    assert resumed.status == "finished"
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    assert resumed.history[0]["partial"] and "partial" not in resumed.history[1]
+    steps = [s["step"] for s in resumed.steps]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert steps[0] == 1
+
+
+def test_nan_loss_fails_the_run(digits_small, tmp_path, monkeypatch):
+    class NaNSimCLR(SimCLR):
+        def training_step_loss(self, views, **kw):
+            out = super().training_step_loss(views, **kw)
+            if kw["step"] >= 1:
+                out.loss = out.loss * float("nan")
+            return out
+
+    monkeypatch.setitem(METHODS, "simclr", NaNSimCLR)
+    run = wb.train(digits_small, method="simclr", out=tmp_path / "r", **FAST)
+    assert run.status == "failed"
+    nan = [e for e in run.events if e["kind"] == "nan"]
+    assert nan and "step 1" in nan[0]["message"]
+
+
+class CollapsingSimSiam(SimSiam):
+    """Test-only config: SimSiam without predictor and without the output BatchNorm, so the
+    trivial constant solution is reachable within a few steps."""
+
+    def __init__(self, backbone, feature_dim, config, **kw):
+        super().__init__(backbone, feature_dim, config, **kw)
+        self.projection_head = torch.nn.Linear(feature_dim, 64)
+        self.prediction_head = torch.nn.Identity()
+
+
+def test_collapse_event(digits_small, tmp_path, monkeypatch):
+    monkeypatch.setitem(METHODS, "simsiam", CollapsingSimSiam)
+    run = wb.train(
+        digits_small, method="simsiam", out=tmp_path / "r", lr=0.5, **{**FAST, "epochs": 6}
+    )
+    ratios = [h["rep_std"] / h["rep_std_ref"] for h in run.history]
+    assert ratios[-1] < 0.1, ratios
+    collapse = [e for e in run.events if e["kind"] == "collapse"]
+    assert len(collapse) == 1 and "collapse" in collapse[0]["message"].lower()
+    assert "collapse" in (run.out / "train.log").read_text().lower()
+
+
+def test_healthy_run_has_no_collapse(digits_small, tmp_path):
+    run = wb.train(digits_small, method="simsiam", out=tmp_path / "h", **{**FAST, "epochs": 1})
+    assert run.history[-1]["rep_std"] > 0.5 * run.history[-1]["rep_std_ref"]
+    assert not [e for e in run.events if e["kind"] == "collapse"]
+
+
+def test_batch_size_reduced_and_hints(digits_small, tmp_path):
+    small = digits_small.subset(np.arange(40))
+    small.meta = {"image_size": 16}
+    run = wb.train(
+        small,
+        method="simclr",
+        out=tmp_path / "r",
+        val_fraction=0.0,
+        **{**FAST, "batch_size": 512, "epochs": 1},
+    )
+    kinds = [e["kind"] for e in run.events]
+    assert "batch_size_reduced" in kinds and "hint" in kinds
+    assert run.config["batch_size"] == 40
+    assert run.history[0]["knn_acc"] is None  # no held-out split, no kNN
+
+
+def test_bad_arguments_name_the_value(digits_small, tmp_path):
+    with pytest.raises(ValueError, match="simclrr.*simclr"):
+        wb.train(digits_small, method="simclrr", out=tmp_path / "a")
+    with pytest.raises(ValueError, match="resnet19"):
+        wb.train(digits_small, model="resnet19", out=tmp_path / "b")
+    with pytest.raises(ValueError, match="temprature"):
+        wb.train(digits_small, method_args={"temprature": 0.1}, out=tmp_path / "c")
+    with pytest.raises(ValueError, match="Distillation needs a teacher"):
+        wb.train(digits_small, method="distillation", out=tmp_path / "d", **FAST)
+
+
+def test_describe_method():
+    d = wb.describe_method("dino")
+    assert {"summary", "use_when", "avoid_when", "batch_size", "epochs", "backbones"} <= set(d)
+    assert d["defaults"]["teacher_temp"] == 0.04
+    assert wb.list_methods() == sorted(
+        [
+            "barlowtwins",
+            "byol",
+            "dino",
+            "distillation",
+            "distillationv1",
+            "moco",
+            "simclr",
+            "simsiam",
+            "vicreg",
+        ]
+    )

@@ -1,0 +1,65 @@
+"""Barlow Twins: make the cross-correlation of two views' embeddings the identity.
+
+- [0]: Barlow Twins, 2021, https://arxiv.org/abs/2103.03230
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from workbench.methods.base import Method, MethodConfig, MethodInfo, StepOutput
+from workbench.nn.heads import BarlowTwinsProjectionHead
+from workbench.nn.losses import BarlowTwinsLoss
+
+
+@dataclass
+class BarlowTwinsConfig(MethodConfig):
+    """Barlow Twins settings."""
+
+    hidden_dim: int = 2048  # projector hidden width (paper: 8192)
+    output_dim: int = 2048  # projector output (paper: 8192; larger is better)
+    lambda_param: float = 5e-3  # weight of the off-diagonal (redundancy) term (paper: 5e-3)
+    gather_distributed: bool = True  # cross-correlation over the global batch under DDP
+
+
+class BarlowTwins(Method):
+    """Barlow Twins [0]."""
+
+    name = "barlowtwins"
+    Config = BarlowTwinsConfig
+    info = MethodInfo(
+        summary="Pushes the cross-correlation matrix between the embeddings of two views "
+        "towards the identity: invariant to augmentations, with decorrelated features.",
+        use_when="batches are small to medium (works at 128-256); you want no momentum "
+        "encoder and no negatives",
+        avoid_when="memory is tight: it wants a wide projector (thousands of dims)",
+        batch_size=256,
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="Barlow Twins, 2021, https://arxiv.org/abs/2103.03230",
+    )
+
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, config: BarlowTwinsConfig, **kw: Any
+    ) -> None:
+        super().__init__(backbone, feature_dim, config, **kw)
+        self.projection_head = BarlowTwinsProjectionHead(
+            feature_dim, config.hidden_dim, config.output_dim
+        )
+        self.criterion = BarlowTwinsLoss(
+            config.lambda_param, gather_distributed=config.gather_distributed
+        )
+
+    def training_step_loss(
+        self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int
+    ) -> StepOutput:
+        """Barlow Twins loss on two views."""
+        x0, x1 = views[:2]
+        h = self.forward(torch.cat([x0, x1]))
+        z0, z1 = self.projection_head(h).chunk(2)
+        loss = self.criterion(z0, z1)
+        return StepOutput(loss, h[: x0.shape[0]].detach(), z0.detach())

@@ -1,0 +1,151 @@
+"""What every SSL method shares: a config dataclass, guidance for users, one training step."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Guidance shown by ``wb.describe_method`` and the widgets (what the reference tools say)."""
+
+    summary: str  # two lines: what it does
+    use_when: str  # when it is the right tool
+    avoid_when: str  # when to pick something else
+    batch_size: int  # recommended batch size (short runs on one GPU)
+    epochs: int  # recommended epochs for a quick but meaningful run
+    backbones: tuple[str, ...]  # backbones it suits
+    paper: str  # citation
+    note: str = ""  # anything the user will otherwise ask about (e.g. "loss does not go down")
+
+
+@dataclass
+class StepOutput:
+    """What a method's training step hands back to the trainer."""
+
+    loss: torch.Tensor  # scalar, differentiable
+    features: torch.Tensor  # (B, D) backbone features of the first view, detached
+    projections: torch.Tensor  # (B, P) head output of the first view, detached
+    extras: dict[str, float] = field(default_factory=dict)  # momentum, teacher_temp, ...
+
+
+@dataclass
+class MethodConfig:
+    """Fields shared by every method's config."""
+
+    optimizer: str = "auto"  # "sgd" | "adamw" | "auto" (the method's choice for the backbone)
+    weight_decay: float | None = None  # None: the method's default
+    warmup_epochs: float = 1.0  # linear learning-rate warm-up, then cosine decay to 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (modules become their class name)."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = type(v).__name__ if isinstance(v, nn.Module) else v
+        return out
+
+
+def momentum_schedule(step: int, max_steps: int, start: float, end: float = 1.0) -> float:
+    """Cosine increase of the EMA momentum from ``start`` to ``end`` (BYOL, DINO, MoCo v3)."""
+    if max_steps <= 1:
+        return end
+    t = min(max(step / (max_steps - 1), 0.0), 1.0)
+    return end - (end - start) * (math.cos(math.pi * t) + 1) / 2
+
+
+class Method(nn.Module):
+    """Base class: a backbone, its heads and a loss. Pure torch; Lightning only calls it.
+
+    Subclasses set ``name``, ``Config``, ``info``, ``base_lr`` (for batch 256) and ``n_views``
+    semantics, and implement :meth:`training_step_loss`.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    info: ClassVar[MethodInfo]
+    base_lr: ClassVar[dict[str, float]] = {"sgd": 0.12, "adamw": 1e-3}  # at batch size 256
+    default_weight_decay: ClassVar[dict[str, float]] = {"sgd": 5e-4, "adamw": 0.05}
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        config: MethodConfig,
+        *,
+        dataset_size: int = 0,
+        max_epochs: int = 1,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.feature_dim = feature_dim
+        self.config = config
+        self.dataset_size = dataset_size
+        self.max_epochs = max_epochs
+
+    @classmethod
+    def make_config(cls, **kwargs: Any) -> MethodConfig:
+        """The method's config with overrides; unknown keys are a ValueError listing valid ones."""
+        valid = {f.name for f in fields(cls.Config)}
+        unknown = sorted(set(kwargs) - valid)
+        if unknown:
+            raise ValueError(
+                f"Unknown method_args {unknown} for method {cls.name!r}. Valid: {sorted(valid)}"
+            )
+        return cls.Config(**kwargs)
+
+    def resolved_optimizer(self) -> str:
+        """The optimizer name: "sgd", or "adamw" for ViTs (as in their papers)."""
+        opt = self.config.optimizer
+        if opt == "auto":
+            return "adamw" if "ViT" in type(self.backbone).__name__ else "sgd"
+        if opt not in ("sgd", "adamw"):
+            raise ValueError(f"Unknown optimizer {opt!r}. Valid: ['adamw', 'auto', 'sgd']")
+        return opt
+
+    def default_lr(self, batch_size: int) -> float:
+        """Linear scaling rule: base_lr * batch_size / 256."""
+        return self.base_lr[self.resolved_optimizer()] * batch_size / 256
+
+    def weight_decay(self) -> float:
+        """The configured weight decay or the method's default for its optimizer."""
+        wd = self.config.weight_decay
+        return self.default_weight_decay[self.resolved_optimizer()] if wd is None else wd
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features (B, D) of images (B, 3, H, W)."""
+        return self.backbone(x).flatten(1)
+
+    def training_step_loss(
+        self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int
+    ) -> StepOutput:
+        """Loss on one batch of views (each (B, 3, H, W))."""
+        raise NotImplementedError
+
+    def after_optimizer_step(self, *, step: int, max_steps: int) -> None:
+        """Hook for EMA updates of momentum encoders (default: nothing)."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook for per-epoch state (default: nothing)."""
+
+    def before_optimizer_step(self, *, epoch: int) -> None:
+        """Hook to edit gradients (e.g. DINO freezes its last layer in the first epoch)."""
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy with gradients off (momentum encoders)."""
+    m = copy.deepcopy(module)
+    for p in m.parameters():
+        p.requires_grad = False
+    return m
+
+
+def info_dict(info: MethodInfo) -> dict[str, Any]:
+    """MethodInfo as a plain dict."""
+    return asdict(info)

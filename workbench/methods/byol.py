@@ -1,0 +1,87 @@
+"""BYOL: predict a momentum target network's projection of the other view; no negatives.
+
+- [0]: BYOL, 2020, https://arxiv.org/abs/2006.07733
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from workbench.methods.base import (
+    Method,
+    MethodConfig,
+    MethodInfo,
+    StepOutput,
+    frozen_copy,
+    momentum_schedule,
+)
+from workbench.nn.heads import BYOLPredictionHead, BYOLProjectionHead
+from workbench.nn.losses import negative_cosine_similarity
+from workbench.nn.utils import update_momentum
+
+
+@dataclass
+class BYOLConfig(MethodConfig):
+    """BYOL settings."""
+
+    hidden_dim: int = 1024  # projector/predictor hidden width (paper: 4096)
+    output_dim: int = 256  # projection dimension (paper: 256)
+    momentum: float = 0.99  # target EMA start, cosine to 1.0 (paper: 0.996)
+
+
+class BYOL(Method):
+    """BYOL [0] with the symmetric loss."""
+
+    name = "byol"
+    Config = BYOLConfig
+    info = MethodInfo(
+        summary="An online network predicts what a slowly moving copy of itself (the target) "
+        "outputs for another view. No negative pairs, so small batches work.",
+        use_when="batches are small or medium; you want robust features with less sensitivity "
+        "to the augmentation recipe than SimCLR",
+        avoid_when="you need the fastest step (two networks); very short runs: the target "
+        "needs time to become useful",
+        batch_size=256,
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="BYOL, 2020, https://arxiv.org/abs/2006.07733",
+    )
+
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, config: BYOLConfig, **kw: Any
+    ) -> None:
+        super().__init__(backbone, feature_dim, config, **kw)
+        self.projection_head = BYOLProjectionHead(feature_dim, config.hidden_dim, config.output_dim)
+        self.prediction_head = BYOLPredictionHead(
+            config.output_dim, config.hidden_dim, config.output_dim
+        )
+        self.backbone_momentum = frozen_copy(self.backbone)
+        self.projection_head_momentum = frozen_copy(self.projection_head)
+        self._momentum = config.momentum
+
+    def _target(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.projection_head_momentum(self.backbone_momentum(x).flatten(1))
+
+    def training_step_loss(
+        self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int
+    ) -> StepOutput:
+        """Symmetric BYOL loss on two views."""
+        x0, x1 = views[:2]
+        h = self.forward(torch.cat([x0, x1]))
+        z = self.projection_head(h)
+        p0, p1 = self.prediction_head(z).chunk(2)
+        t0, t1 = self._target(x0), self._target(x1)
+        loss = 0.5 * (negative_cosine_similarity(p0, t1) + negative_cosine_similarity(p1, t0))
+        b = x0.shape[0]
+        return StepOutput(loss, h[:b].detach(), z[:b].detach(), {"momentum": self._momentum})
+
+    def after_optimizer_step(self, *, step: int, max_steps: int) -> None:
+        """EMA update of the target network."""
+        self._momentum = momentum_schedule(step, max_steps, self.config.momentum)  # type: ignore[attr-defined]
+        update_momentum(self.backbone, self.backbone_momentum, self._momentum)
+        update_momentum(self.projection_head, self.projection_head_momentum, self._momentum)

@@ -1,0 +1,122 @@
+"""DINO: self-distillation with no labels, multi-crop, centring and sharpening.
+
+- [0]: DINO, 2021, https://arxiv.org/abs/2104.14294
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from workbench.methods.base import (
+    Method,
+    MethodConfig,
+    MethodInfo,
+    StepOutput,
+    frozen_copy,
+    momentum_schedule,
+)
+from workbench.nn.heads import DINOProjectionHead
+from workbench.nn.losses import DINOLoss
+from workbench.nn.utils import update_momentum
+
+
+@dataclass
+class DINOConfig(MethodConfig):
+    """DINO settings (paper values; head output reduced for small datasets)."""
+
+    hidden_dim: int = 2048  # head MLP hidden width (paper: 2048)
+    bottleneck_dim: int = 256  # L2-normalised bottleneck (paper: 256)
+    output_dim: int = 2048  # prototypes (paper: 65536 for ImageNet)
+    n_global: int = 2  # the first views are global crops, seen by the teacher (paper: 2)
+    momentum: float = 0.996  # teacher EMA start, cosine to 1.0 (paper: 0.996)
+    warmup_teacher_temp: float = 0.04  # teacher temperature at epoch 0 (paper: 0.04)
+    teacher_temp: float = 0.04  # teacher temperature after warm-up (paper: 0.04-0.07)
+    warmup_teacher_temp_epochs: int | None = None  # None: min(30, epochs // 2) (paper: 30)
+    student_temp: float = 0.1  # student temperature (paper: 0.1)
+    center_momentum: float = 0.9  # EMA of the teacher-output centre (paper: 0.9)
+    freeze_last_layer: int = 1  # epochs with the last head layer frozen (paper: 1)
+    norm_last_layer: bool = True  # weight-normalised prototypes (paper: True for stability)
+
+
+class DINO(Method):
+    """DINO [0] with multi-crop: globals through teacher and student, locals through the student."""
+
+    name = "dino"
+    Config = DINOConfig
+    base_lr = {"sgd": 0.06, "adamw": 5e-4}
+    default_weight_decay = {"sgd": 5e-4, "adamw": 0.04}
+    info = MethodInfo(
+        summary="A student matches a momentum teacher's sharpened, centred output across "
+        "global and small local crops (multi-crop). Strong frozen features, esp. with ViTs.",
+        use_when="you want the best frozen (kNN / linear) features, attention maps with ViTs, "
+        "or a teacher to distil into a smaller model later",
+        avoid_when="compute is short: multi-crop costs several forward passes; it is unstable "
+        "if the teacher temperature is off (keep it <= 0.07)",
+        batch_size=256,
+        epochs=100,
+        backbones=("vit-tiny", "vit-small", "resnet18-small", "resnet18"),
+        paper="DINO, 2021, https://arxiv.org/abs/2104.14294",
+        note="The loss starts near log(output_dim) and falls slowly; watch kNN accuracy.",
+    )
+
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, config: DINOConfig, **kw: Any
+    ) -> None:
+        super().__init__(backbone, feature_dim, config, **kw)
+        self.projection_head = DINOProjectionHead(
+            feature_dim,
+            config.hidden_dim,
+            config.bottleneck_dim,
+            config.output_dim,
+            freeze_last_layer=config.freeze_last_layer,
+            norm_last_layer=config.norm_last_layer,
+        )
+        self.teacher_backbone = frozen_copy(self.backbone)
+        self.teacher_head = frozen_copy(self.projection_head)
+        warm = config.warmup_teacher_temp_epochs
+        if warm is None:
+            warm = min(30, self.max_epochs // 2)
+        self.criterion = DINOLoss(
+            output_dim=config.output_dim,
+            warmup_teacher_temp=config.warmup_teacher_temp,
+            teacher_temp=config.teacher_temp,
+            warmup_teacher_temp_epochs=warm,
+            student_temp=config.student_temp,
+            center_momentum=config.center_momentum,
+        )
+        self._momentum = config.momentum
+
+    def training_step_loss(
+        self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int
+    ) -> StepOutput:
+        """Cross-entropy between teacher (globals) and student (all views) outputs."""
+        n_global = self.config.n_global  # type: ignore[attr-defined]
+        globals_, locals_ = views[:n_global], views[n_global:]
+        with torch.no_grad():
+            t = self.teacher_head(self.teacher_backbone(torch.cat(globals_)).flatten(1))
+        h_global = self.forward(torch.cat(globals_))
+        student = [self.projection_head(h_global)]
+        if locals_:  # local crops share a size: one batched pass
+            student.append(self.projection_head(self.forward(torch.cat(locals_))))
+        s = torch.cat(student)
+        b = views[0].shape[0]
+        loss = self.criterion(list(t.chunk(len(globals_))), list(s.chunk(len(views))), epoch=epoch)
+        extras = {
+            "momentum": self._momentum,
+            "teacher_temp": float(self.criterion.teacher_temperature(epoch)),
+        }
+        return StepOutput(loss, h_global[:b].detach(), s[:b].detach(), extras)
+
+    def before_optimizer_step(self, *, epoch: int) -> None:
+        """Freeze the prototypes' gradients during the first epoch(s) (paper, for stability)."""
+        self.projection_head.cancel_last_layer_gradients(epoch)
+
+    def after_optimizer_step(self, *, step: int, max_steps: int) -> None:
+        """EMA update of the teacher."""
+        self._momentum = momentum_schedule(step, max_steps, self.config.momentum)  # type: ignore[attr-defined]
+        update_momentum(self.backbone, self.teacher_backbone, self._momentum)
+        update_momentum(self.projection_head, self.teacher_head, self._momentum)

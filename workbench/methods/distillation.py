@@ -1,0 +1,178 @@
+"""Knowledge distillation from a frozen teacher into a (smaller) student.
+
+``distillation`` regresses the teacher's features (MSE), as LightlyTrain's default method does;
+``distillationv1`` matches the teacher's similarity distribution over a queue of teacher
+embeddings (KL divergence), the earlier variant.
+
+- [0]: LightlyTrain distillation, https://docs.lightly.ai/train/stable/methods/distillation.html
+- [1]: DINOv2, 2023, https://arxiv.org/abs/2304.07193 (the default teacher family)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.methods.base import Method, MethodConfig, MethodInfo, StepOutput
+from workbench.nn.losses import queue_kl_loss
+
+
+@dataclass
+class DistillationConfig(MethodConfig):
+    """Distillation settings. ``teacher`` is an nn.Module, or a spec for workbench.nn.teachers."""
+
+    teacher: Any = None  # frozen nn.Module, or a spec ("run:<folder>", "dinov2/vitb14", ...)
+    teacher_dim: int | None = None  # teacher feature size (measured when None)
+    teacher_weights: str | None = None  # local weights file for a named teacher
+    hidden_dim: int = 2048  # student head hidden width
+    teacher_input_size: int | None = None  # None: the student's size, rounded to the patch size
+
+
+@dataclass
+class DistillationV1Config(DistillationConfig):
+    """Queue-based variant settings."""
+
+    temperature: float = 0.07  # softmax temperature over queue similarities (LightlyTrain: 0.07)
+    queue_size: int | None = None  # None: from the dataset size (small data, small queue)
+
+
+def _resolve_teacher(cfg: DistillationConfig, input_size: int) -> tuple[nn.Module, int]:
+    teacher = cfg.teacher
+    if teacher is None:
+        raise ValueError(
+            "Distillation needs a teacher: pass method_args={'teacher': ...} with a frozen "
+            "nn.Module, 'run:<run folder>' (a backbone you pretrained here), or "
+            "'dinov2/vitb14' (with teacher_weights=<file> when offline)."
+        )
+    if isinstance(teacher, nn.Module):
+        module = teacher
+        dim = cfg.teacher_dim
+    else:
+        from workbench.nn.teachers import load_teacher
+
+        module, dim = load_teacher(str(teacher), weights=cfg.teacher_weights)
+    if dim is None:
+        with torch.no_grad():
+            module.eval()
+            dim = int(module(torch.zeros(2, 3, input_size, input_size)).flatten(1).shape[1])
+    for p in module.parameters():
+        p.requires_grad = False
+    return module.eval(), int(dim)
+
+
+class Distillation(Method):
+    """Student features -> MLP head -> teacher features, MSE on the same augmented view [0]."""
+
+    name = "distillation"
+    Config = DistillationConfig
+    info = MethodInfo(
+        summary="A small student learns to reproduce a large frozen teacher's features (e.g. "
+        "DINOv2) on the same augmented image. Fast, low memory, little tuning.",
+        use_when="a good pretrained teacher exists for your images; you want a small, fast "
+        "model; you have little time for tuning",
+        avoid_when="no teacher fits your domain: the student is bounded by its teacher",
+        batch_size=128,
+        epochs=50,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="LightlyTrain distillation, https://docs.lightly.ai/train/stable/methods/",
+        note="The loss may barely move while kNN accuracy improves: that is normal here.",
+    )
+
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, config: DistillationConfig, **kw: Any
+    ) -> None:
+        input_size = int(kw.pop("input_size", 224))
+        super().__init__(backbone, feature_dim, config, **kw)
+        teacher, self.teacher_dim = _resolve_teacher(config, input_size)
+        # Not registered as a submodule: no optimizer state, not in checkpoints, never trained.
+        object.__setattr__(self, "teacher", teacher)
+        self.projection_head = nn.Sequential(
+            nn.Linear(feature_dim, config.hidden_dim),
+            nn.BatchNorm1d(config.hidden_dim),
+            nn.GELU(),
+            nn.Linear(config.hidden_dim, self.teacher_dim),
+        )
+        patch = getattr(teacher, "patch_size", None)
+        size = config.teacher_input_size or input_size
+        if isinstance(patch, int) and patch > 1:
+            size = max(patch, round(size / patch) * patch)
+        self.teacher_input_size = int(size)
+
+    def teacher_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Teacher features (B, Dt) of the student's view, resized to the teacher's input."""
+        teacher: nn.Module = self.teacher  # type: ignore[assignment]
+        if next(teacher.parameters(), torch.empty(0)).device != x.device:
+            teacher.to(x.device)
+        teacher.eval()
+        if x.shape[-1] != self.teacher_input_size:
+            size = (self.teacher_input_size, self.teacher_input_size)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            return teacher(x).flatten(1).float()
+
+    def training_step_loss(
+        self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int
+    ) -> StepOutput:
+        """MSE between the projected student features and the teacher's, on one view."""
+        x = views[0]
+        t = self.teacher_features(x)
+        h = self.forward(x)
+        z = self.projection_head(h)
+        loss = F.mse_loss(z.float(), t)
+        return StepOutput(loss, h.detach(), z.detach())
+
+
+class DistillationV1(Distillation):
+    """Queue-based distillation: KL between teacher and student similarities to a queue [0]."""
+
+    name = "distillationv1"
+    Config = DistillationV1Config
+    queue: torch.Tensor
+    queue_ptr: torch.Tensor
+    info = MethodInfo(
+        summary="The student matches the teacher's softmax similarity to a queue of recent "
+        "teacher embeddings (a pseudo-classifier), T = 0.07.",
+        use_when="as distillation, when you prefer matching relations between images over "
+        "regressing raw teacher features",
+        avoid_when="the dataset is tiny: the queue then repeats the same images",
+        batch_size=128,
+        epochs=50,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="LightlyTrain distillation v1, https://docs.lightly.ai/train/stable/methods/",
+        note="The loss may barely move while kNN accuracy improves: that is normal here.",
+    )
+
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, config: DistillationV1Config, **kw: Any
+    ) -> None:
+        super().__init__(backbone, feature_dim, config, **kw)
+        q = config.queue_size
+        if q is None:  # small datasets get small queues, so entries are not stale repeats
+            q = int(min(8192, max(128, self.dataset_size // 2)))
+        self.register_buffer("queue", F.normalize(torch.randn(q, self.teacher_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def _enqueue(self, t: torch.Tensor) -> None:
+        q = self.queue.shape[0]
+        t = F.normalize(t, dim=1)[:q]
+        ptr = int(self.queue_ptr)
+        idx = (torch.arange(t.shape[0], device=t.device) + ptr) % q
+        self.queue[idx] = t.to(self.queue.dtype)
+        self.queue_ptr.fill_((ptr + t.shape[0]) % q)
+
+    def training_step_loss(
+        self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int
+    ) -> StepOutput:
+        """KL(teacher || student) over softmax similarities to the queue, then enqueue."""
+        x = views[0]
+        t = self.teacher_features(x)
+        h = self.forward(x)
+        z = self.projection_head(h)
+        loss = queue_kl_loss(z.float(), t, self.queue.clone(), temperature=self.config.temperature)  # type: ignore[attr-defined]
+        self._enqueue(t)
+        return StepOutput(loss, h.detach(), z.detach())

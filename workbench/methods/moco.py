@@ -1,0 +1,93 @@
+"""MoCo v2: contrast queries against a queue of keys from a momentum encoder.
+
+- [0]: MoCo, 2019, https://arxiv.org/abs/1911.05722
+- [1]: MoCo v2, 2020, https://arxiv.org/abs/2003.04297
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from workbench.methods.base import (
+    Method,
+    MethodConfig,
+    MethodInfo,
+    StepOutput,
+    frozen_copy,
+    momentum_schedule,
+)
+from workbench.nn.heads import MoCoProjectionHead
+from workbench.nn.losses import NTXentLoss
+from workbench.nn.utils import update_momentum
+
+
+@dataclass
+class MoCoConfig(MethodConfig):
+    """MoCo v2 settings."""
+
+    hidden_dim: int = 512  # projection MLP hidden width (paper: 2048)
+    output_dim: int = 128  # key/query dimension (paper: 128)
+    temperature: float = 0.2  # InfoNCE temperature (MoCo v2: 0.2)
+    queue_size: int | None = None  # None: min(65536, a quarter of the dataset), >= one batch
+    momentum: float = 0.99  # EMA start, raised to 1.0 on a cosine schedule (paper: 0.999 fixed)
+
+
+class MoCo(Method):
+    """MoCo v2 [1]: momentum key encoder, memory queue of keys, symmetric loss."""
+
+    name = "moco"
+    Config = MoCoConfig
+    info = MethodInfo(
+        summary="Contrastive like SimCLR, but negatives come from a queue of keys made by a "
+        "slowly moving (momentum) copy of the network, so small batches still see many.",
+        use_when="memory limits your batch size; you want contrastive features with batches "
+        "of 32-256",
+        avoid_when="the dataset is tiny (the queue then holds stale copies of the same images); "
+        "you need the fastest step (two encoders run)",
+        batch_size=256,
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="MoCo v2, 2020, https://arxiv.org/abs/2003.04297",
+    )
+
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, config: MoCoConfig, **kw: Any
+    ) -> None:
+        super().__init__(backbone, feature_dim, config, **kw)
+        self.projection_head = MoCoProjectionHead(feature_dim, config.hidden_dim, config.output_dim)
+        self.backbone_momentum = frozen_copy(self.backbone)
+        self.projection_head_momentum = frozen_copy(self.projection_head)
+        queue = config.queue_size
+        if queue is None:
+            queue = min(65536, max(256, (self.dataset_size // 4) // 64 * 64))
+        self.queue_size = int(queue)
+        self.criterion = NTXentLoss(config.temperature, memory_bank_size=self.queue_size)
+        self._momentum = config.momentum
+
+    def _key(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.projection_head_momentum(self.backbone_momentum(x).flatten(1))
+
+    def training_step_loss(
+        self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int
+    ) -> StepOutput:
+        """Loss on two views."""
+        x0, x1 = views[:2]
+        h = self.forward(torch.cat([x0, x1]))
+        q0, q1 = self.projection_head(h).chunk(2)
+        k0, k1 = self._key(x0), self._key(x1)
+        # Symmetric loss in one call (negatives come from the queue only, so this equals the mean
+        # of the two directions); both key batches then enter the queue.
+        loss = self.criterion(torch.cat([q0, q1]), torch.cat([k1, k0]))
+        b = x0.shape[0]
+        return StepOutput(loss, h[:b].detach(), q0.detach(), {"momentum": self._momentum})
+
+    def after_optimizer_step(self, *, step: int, max_steps: int) -> None:
+        """EMA update of the key encoder."""
+        self._momentum = momentum_schedule(step, max_steps, self.config.momentum)  # type: ignore[attr-defined]
+        update_momentum(self.backbone, self.backbone_momentum, self._momentum)
+        update_momentum(self.projection_head, self.projection_head_momentum, self._momentum)

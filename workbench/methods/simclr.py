@@ -1,0 +1,68 @@
+"""SimCLR: contrast two views of each image against the rest of the batch.
+
+- [0]: SimCLR, 2020, https://arxiv.org/abs/2002.05709
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from workbench.methods.base import Method, MethodConfig, MethodInfo, StepOutput
+from workbench.nn.heads import SimCLRProjectionHead
+from workbench.nn.losses import NTXentLoss
+
+
+@dataclass
+class SimCLRConfig(MethodConfig):
+    """SimCLR settings; head sizes follow Lightly's small-image benchmarks."""
+
+    hidden_dim: int = 512  # projection MLP hidden width (paper: 2048 for ResNet-50)
+    output_dim: int = 128  # projection output (paper: 128)
+    temperature: float = 0.5  # NT-Xent temperature (paper Table 5: 0.5 at batch <= 512)
+    gather_distributed: bool = True  # negatives from every GPU under DDP
+
+
+class SimCLR(Method):
+    """SimCLR with an MLP projection head and the NT-Xent loss [0]."""
+
+    name = "simclr"
+    Config = SimCLRConfig
+    info = MethodInfo(
+        summary="Pulls two augmented views of an image together and pushes all other images in "
+        "the batch apart (contrastive). Simple and well understood.",
+        use_when="fine-grained differences matter; you can afford large batches; you want a "
+        "baseline that every paper compares to",
+        avoid_when="batches must be small (< 128): negatives get scarce; your augmentations "
+        "are untuned: SimCLR is very sensitive to them",
+        batch_size=256,
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="SimCLR, 2020, https://arxiv.org/abs/2002.05709",
+    )
+
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, config: SimCLRConfig, **kw: Any
+    ) -> None:
+        super().__init__(backbone, feature_dim, config, **kw)
+        self.projection_head = SimCLRProjectionHead(
+            feature_dim, config.hidden_dim, config.output_dim
+        )
+        self.criterion = NTXentLoss(
+            config.temperature, gather_distributed=config.gather_distributed
+        )
+
+    def training_step_loss(
+        self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int
+    ) -> StepOutput:
+        """Loss on two views."""
+        x = torch.cat(views[:2])  # (2B, 3, H, W): one pass keeps BatchNorm statistics shared
+        h = self.forward(x)
+        z = self.projection_head(h)
+        z0, z1 = z.chunk(2)
+        loss = self.criterion(z0, z1)
+        b = views[0].shape[0]
+        return StepOutput(loss, h[:b].detach(), z0.detach())

@@ -1,0 +1,319 @@
+"""Lightning callbacks: metrics, events, kNN monitor, stop flag and checkpoints of a run."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from workbench.eval.knn import knn_accuracy
+from workbench.eval.std import std_of_l2_normalized
+from workbench.runs import BACKBONE, CHECKPOINT, RunWriter, atomic_write_bytes
+
+COLLAPSE_FRACTION = 0.1  # std below 10% of 1/sqrt(d) ...
+COLLAPSE_EPOCHS = 3  # ... for this many epochs in a row raises the collapse event
+
+
+class UserCallbacks:
+    """Calls the optional methods of plain callback objects; their errors never kill a run."""
+
+    def __init__(self, callbacks: Sequence[Any], writer: RunWriter) -> None:
+        self.callbacks = list(callbacks)
+        self.writer = writer
+
+    def call(self, hook: str, *args: Any) -> None:
+        """Call ``hook(*args)`` on every callback that defines it."""
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is None:
+                continue
+            try:
+                fn(*args)
+            except Exception as e:  # a broken observer must not end the training
+                self.writer.log(f"callback {type(cb).__name__}.{hook} raised {e!r}", "WARNING")
+
+    def should_stop(self) -> bool:
+        """True when any callback's ``should_stop()`` says so."""
+        for cb in self.callbacks:
+            fn = getattr(cb, "should_stop", None)
+            try:
+                if fn is not None and fn():
+                    return True
+            except Exception as e:
+                self.writer.log(f"callback {type(cb).__name__}.should_stop raised {e!r}", "WARNING")
+        return False
+
+
+class EvalSet:
+    """Images kept at the input size for the per-epoch kNN and std monitors (bank + queries)."""
+
+    def __init__(
+        self,
+        bank: torch.Tensor,
+        bank_labels: np.ndarray | None,
+        query: torch.Tensor,
+        query_labels: np.ndarray | None,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
+        self.bank, self.bank_labels = bank, bank_labels
+        self.query, self.query_labels = query, query_labels
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def features(
+        self,
+        backbone: torch.nn.Module,
+        images: torch.Tensor,
+        device: torch.device,
+        channels_last: bool,
+        batch_size: int = 256,
+    ) -> torch.Tensor:
+        """Backbone features (N, D) in eval mode (the training mode is restored)."""
+        was = backbone.training
+        backbone.eval()
+        mean, std = self.mean.to(device), self.std.to(device)
+        out = []
+        for i in range(0, images.shape[0], batch_size):
+            x = (images[i : i + batch_size].to(device).float() / 255.0 - mean) / std
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out.append(backbone(x).flatten(1).float())
+        backbone.train(was)
+        return torch.cat(out) if out else torch.empty(0)
+
+
+class MonitorCallback(L.Callback):
+    """Writes step/epoch records and events, checks stop flags and NaN losses, kNN each epoch.
+
+    Args:
+        writer: The run folder writer (used on global rank 0 only).
+        users: User callbacks (widgets, progress bars).
+        eval_set: Images for kNN/std, or None.
+        batch_size: Images per step on this process.
+        epochs: Total epochs of the run.
+        feature_dim: Backbone output dimension (for the 1/sqrt(d) reference).
+    """
+
+    def __init__(
+        self,
+        writer: RunWriter,
+        users: UserCallbacks,
+        eval_set: EvalSet | None,
+        batch_size: int,
+        epochs: int,
+        feature_dim: int,
+        knn_k: int = 200,
+        knn_t: float = 0.1,
+    ) -> None:
+        self.writer, self.users, self.eval_set = writer, users, eval_set
+        self.batch_size, self.epochs, self.feature_dim = batch_size, epochs, feature_dim
+        self.knn_k, self.knn_t = knn_k, knn_t
+        self.stopped = False
+        self.failed: str | None = None
+        self.low_std_epochs = 0
+        self.collapse_reported = False
+        self._t_start = time.perf_counter()
+        self._t_last = self._t_start
+        self._epoch_t0 = self._t_start
+        self._epoch_losses: list[float] = []
+        self._epoch_proj_std: list[float] = []
+        self._epoch_feat_std: list[float] = []
+        self._rate: float | None = None
+        self.proj_dim: int | None = None
+
+    def event(self, trainer: L.Trainer, kind: str, message: str) -> None:
+        """Record an event (history, train.log, user callbacks)."""
+        if not trainer.is_global_zero:
+            return
+        ev = {
+            "type": "event",
+            "kind": kind,
+            "message": message,
+            "step": int(trainer.global_step),
+            "epoch": int(trainer.current_epoch),
+        }
+        self.writer.record(ev)
+        self.writer.log(f"[{kind}] {message}", "WARNING" if kind in ("collapse", "nan") else "INFO")
+        self.users.call("on_event", ev)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Reset the per-epoch accumulators."""
+        self._epoch_t0 = self._t_last = time.perf_counter()
+        self._epoch_losses, self._epoch_proj_std, self._epoch_feat_std = [], [], []
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Step record, stop requests and non-finite losses, after every batch."""
+        module: Any = pl_module
+        out = module.last_output
+        now = time.perf_counter()
+        dt, self._t_last = now - self._t_last, now
+        rate = self.batch_size * trainer.world_size / max(dt, 1e-9)
+        self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
+        if module.nonfinite_step is not None:
+            self.failed = (
+                f"The loss became non-finite (NaN/inf) at step {module.nonfinite_step}; the run "
+                f"was stopped. Lower the learning rate, use precision='32-true', or check the data."
+            )
+            self.event(trainer, "nan", self.failed)
+            trainer.should_stop = True
+            return
+        loss = float(out.loss.detach())
+        # The collapse monitor watches the head output (what the loss sees, as in Lightly's
+        # tutorials); the backbone's std is recorded too. Post-ReLU backbone features are all
+        # positive, so their std sits far below 1/sqrt(d) even when healthy.
+        proj_std = std_of_l2_normalized(out.projections.float())
+        feat_std = std_of_l2_normalized(out.features.float())
+        self.proj_dim = int(out.projections.shape[1])
+        self._epoch_losses.append(loss)
+        self._epoch_feat_std.append(feat_std)
+        self._epoch_proj_std.append(proj_std)
+        opt = trainer.optimizers[0]
+        rec = {
+            "type": "step",
+            "step": int(trainer.global_step),
+            "epoch": int(trainer.current_epoch),
+            "batch": int(batch_idx),
+            "batches_per_epoch": int(trainer.num_training_batches),
+            "loss": loss,
+            "rep_std": proj_std,
+            "rep_std_ref": 1 / math.sqrt(self.proj_dim),
+            "rep_std_backbone": feat_std,
+            "lr": float(opt.param_groups[0]["lr"]),
+            "images_per_s": float(self._rate),
+            "seconds": now - self._t_start,
+            **{k: float(v) for k, v in out.extras.items()},
+        }
+        if trainer.is_global_zero:
+            self.writer.record(rec)
+            self.users.call("on_step", rec)
+        if self.users.should_stop() and not self.stopped:
+            self.stopped = True
+            trainer.should_stop = True
+            self.event(trainer, "stopped", f"Stopped by request after step {rec['step']}.")
+
+    def _monitor(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        es = self.eval_set
+        if es is None:
+            return {}
+        module: Any = pl_module
+        backbone = module.method.backbone
+        dev, cl = pl_module.device, module.channels_last
+        q = es.features(backbone, es.query, dev, cl)
+        res: dict[str, Any] = {"rep_std_backbone": std_of_l2_normalized(q)}
+        if es.bank_labels is not None and es.query_labels is not None and len(q):
+            bank = es.features(backbone, es.bank, dev, cl)
+            res["knn_acc"] = float(
+                knn_accuracy(
+                    bank, es.bank_labels, q, es.query_labels, k=self.knn_k, temperature=self.knn_t
+                )
+            )
+        return res
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Epoch record with kNN and std, collapse check, checkpoint."""
+        if self.failed:
+            return
+        # A stop request ends the run at once: the partial epoch gets its record (so a resumed
+        # run's history stays continuous) but no kNN pass.
+        partial = self.stopped and self._partial(trainer)
+        seconds_epoch = time.perf_counter() - self._epoch_t0
+        n_steps = max(1, len(self._epoch_losses))
+        monitor = {} if partial else self._monitor(trainer, pl_module)
+        ref = 1 / math.sqrt(self.proj_dim or self.feature_dim)
+        rep_std = float(np.mean(self._epoch_proj_std)) if self._epoch_proj_std else None
+        backbone_std = monitor.pop("rep_std_backbone", None)
+        if backbone_std is None and self._epoch_feat_std:
+            backbone_std = float(np.mean(self._epoch_feat_std))
+        module: Any = pl_module
+        extras = module.last_output.extras if module.last_output is not None else {}
+        rec = {
+            "type": "epoch",
+            "epoch": int(trainer.current_epoch),
+            "epochs": self.epochs,
+            "step": int(trainer.global_step),
+            "loss": float(np.mean(self._epoch_losses)) if self._epoch_losses else None,
+            "rep_std": rep_std,
+            "rep_std_ref": ref,
+            "rep_std_backbone": backbone_std,
+            "rep_std_backbone_ref": 1 / math.sqrt(self.feature_dim),
+            "knn_acc": monitor.get("knn_acc"),
+            "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
+            "images_per_s": n_steps
+            * self.batch_size
+            * trainer.world_size
+            / max(seconds_epoch, 1e-9),
+            "seconds": time.perf_counter() - self._t_start,
+            **{k: float(v) for k, v in extras.items()},
+        }
+        if partial:
+            rec["partial"] = True
+        if trainer.is_global_zero:
+            self.writer.record(rec)
+            knn = f", kNN {rec['knn_acc']:.3f}" if rec["knn_acc"] is not None else ""
+            self.writer.log(
+                f"epoch {rec['epoch'] + 1}/{self.epochs}: loss {rec['loss']:.4f}, "
+                f"std {rep_std:.4f} (healthy ~{ref:.4f}){knn}, {rec['images_per_s']:.0f} img/s"
+            )
+            self.users.call("on_epoch", rec)
+        if rep_std is not None and rep_std < COLLAPSE_FRACTION * ref:
+            self.low_std_epochs += 1
+        else:
+            self.low_std_epochs = 0
+        if self.low_std_epochs >= COLLAPSE_EPOCHS and not self.collapse_reported:
+            self.collapse_reported = True
+            self.event(
+                trainer,
+                "collapse",
+                f"Representation collapse: std of L2-normalised outputs {rep_std:.2e} has "
+                f"been below 10% of the healthy 1/sqrt(d) = {ref:.3f} for "
+                f"{COLLAPSE_EPOCHS} epochs. The features carry almost no information; "
+                f"check the method's predictor/momentum, the learning rate and the "
+                f"augmentations.",
+            )
+        self.save(trainer, pl_module)
+
+    def _partial(self, trainer: L.Trainer) -> bool:
+        return (
+            trainer.fit_loop.epoch_loop.batch_progress.current.ready < trainer.num_training_batches
+        )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Final checkpoint and export (also after a stop)."""
+        if not self.failed:
+            self.save(trainer, pl_module)
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write last.ckpt atomically and export the backbone state_dict."""
+        out = self.writer.out
+        tmp = out / CHECKPOINT.parent / f".last.ckpt.tmp{os.getpid()}"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, out / CHECKPOINT)
+            module: Any = pl_module
+            export_backbone(module.method.backbone, out)
+
+
+def export_backbone(backbone: torch.nn.Module, out: Any) -> None:
+    """exported/backbone.pt: the backbone's state_dict (torchvision keys for torchvision models)."""
+    import io
+
+    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(out / BACKBONE, buf.getvalue())

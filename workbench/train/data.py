@@ -1,0 +1,95 @@
+"""Training data: decoded images cached as one uint8 tensor, or per-image transforms in workers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from workbench.data import ImageDataset
+
+# Above this many bytes the decoded cache is not built and the per-image path is used.
+CACHE_BYTES_LIMIT = 4 * 1024**3
+
+
+def square_uint8(img: Image.Image, size: int) -> np.ndarray:
+    """Resize the shorter side to ``size`` and centre-crop: (3, size, size) uint8."""
+    w, h = img.size
+    if (w, h) != (size, size):
+        s = size / min(w, h)
+        nw, nh = max(size, round(w * s)), max(size, round(h * s))
+        img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    return np.array(img, dtype=np.uint8).transpose(2, 0, 1)  # a writable copy
+
+
+def cache_size_for(ds: ImageDataset, input_size: int) -> int:
+    """Side of the cached images: the input size, a little more for larger originals."""
+    native = ds.meta.get("image_size")
+    if native:
+        return max(int(native), input_size)
+    first = ds[0][0]
+    return max(input_size, min(min(first.size), round(input_size * 1.25)))
+
+
+def decode_to_tensor(ds: ImageDataset, indices: np.ndarray, size: int) -> torch.Tensor:
+    """Decode the selected images once into a (N, 3, size, size) uint8 tensor."""
+    out = torch.empty((len(indices), 3, size, size), dtype=torch.uint8)
+    for j, i in enumerate(indices):
+        out[j] = torch.from_numpy(square_uint8(ds[int(i)][0], size))
+    return out
+
+
+class CachedImages(Dataset):
+    """Items of a uint8 tensor (N, 3, S, S); augmentation happens later, batched on the device."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+class TransformedImages(Dataset):
+    """Items of an ImageDataset through a per-image multi-view transform (in DataLoader workers)."""
+
+    def __init__(self, ds: ImageDataset, indices: np.ndarray, transform: Any) -> None:
+        self.ds = ds
+        self.indices = np.asarray(indices)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> list[torch.Tensor]:
+        return list(self.transform(self.ds[int(self.indices[i])][0]))
+
+
+def resolve_num_workers(num_workers: int | str, per_image: bool) -> int:
+    """``"auto"``: 0 for cached tensors (nothing to parallelise), else cores - 1, at most 8.
+
+    In a notebook on spawn/forkserver platforms workers re-import the dataset and transform by
+    module path; ours are importable, so this is safe on every platform.
+    """
+    if num_workers != "auto":
+        n = int(num_workers)
+        if n < 0:
+            raise ValueError(f"num_workers={num_workers} must be >= 0 or 'auto'.")
+        return n
+    if not per_image:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = max(0, min(8, (cores or 1) - 1))
+    if sys.platform == "win32" or multiprocessing.get_start_method(allow_none=True) == "spawn":
+        n = min(n, 4)  # spawn start-up costs seconds per worker
+    return n

@@ -1,0 +1,114 @@
+"""The Lightning shell: optimizer, schedule, batched augmentation; the maths lives in the method."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from workbench.augment.batched import BatchedViews
+from workbench.methods.base import Method
+
+
+def lr_lambda(step: int, warmup_steps: int, max_steps: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0 at ``max_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / max(1, warmup_steps)
+    t = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and normalisation parameters (standard SSL practice)."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+class SSLModule(L.LightningModule):
+    """Wraps a :class:`Method`: batched device augmentation, optimiser, LR schedule, hooks.
+
+    Args:
+        method: The SSL method (backbone + heads + loss).
+        lr: Peak learning rate.
+        max_steps: Total optimiser steps (for the cosine schedules).
+        warmup_steps: Linear warm-up steps.
+        augment: A BatchedViews module (cached-tensor path) or None (views come ready-made).
+        channels_last: Use the channels-last memory format for conv nets.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        *,
+        lr: float,
+        max_steps: int,
+        warmup_steps: int,
+        augment: BatchedViews | None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.method = method
+        self.lr = lr
+        self.max_steps = max(1, max_steps)
+        self.warmup_steps = warmup_steps
+        self.augment = augment
+        self.channels_last = channels_last
+        self.last_output: Any = None  # StepOutput of the last batch, for the monitor callback
+        self.nonfinite_step: int | None = None
+        if channels_last:
+            self.method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Cached path: turn the uint8 batch into views on the device, outside autocast."""
+        if self.augment is not None and isinstance(batch, torch.Tensor):
+            batch = self.augment(batch)
+        if self.channels_last:
+            batch = [v.contiguous(memory_format=torch.channels_last) for v in batch]
+        return batch
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> Any:
+        """One SSL step; a non-finite loss skips the update and is reported by the monitor."""
+        out = self.method.training_step_loss(
+            batch, epoch=self.current_epoch, step=self.global_step, max_steps=self.max_steps
+        )
+        self.last_output = out
+        if not torch.isfinite(out.loss.detach()):
+            self.nonfinite_step = int(self.global_step)
+            return None  # Lightning skips backward and the optimiser step
+        return out.loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Let the method edit gradients (e.g. DINO's frozen last layer)."""
+        self.method.before_optimizer_step(epoch=self.current_epoch)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Momentum-encoder updates after the optimiser step."""
+        if self.nonfinite_step is None:
+            self.method.after_optimizer_step(step=self.global_step, max_steps=self.max_steps)
+
+    def on_train_epoch_start(self) -> None:
+        """Per-epoch method state."""
+        self.method.on_epoch_start(self.current_epoch)
+
+    def configure_optimizers(self) -> Any:
+        """SGD (momentum 0.9) or AdamW with warm-up + cosine, stepped every batch."""
+        groups = param_groups(self.method, self.method.weight_decay())
+        if self.method.resolved_optimizer() == "adamw":
+            opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=self.lr)
+        else:
+            opt = torch.optim.SGD(groups, lr=self.lr, momentum=0.9)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_lambda(s, self.warmup_steps, self.max_steps)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
