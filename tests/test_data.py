@@ -152,7 +152,7 @@ def test_large_image_decoded_at_reduced_size(tmp_path):
 def test_small_image_works_with_large_crop(tmp_path):
     Image.new("RGB", (5, 5), "green").save(tmp_path / "tiny.png")
     ds = wb.load_dataset(tmp_path)
-    from workbench.train.data import square_uint8
+    from workbench.training.data import square_uint8
 
     assert square_uint8(ds[0][0], 32).shape == (3, 32, 32)
 

@@ -98,7 +98,7 @@ def _fake_train_module(step_seconds=0.01, batches=5):
         each("on_end", run)
         return run
 
-    module = types.ModuleType("workbench.train")
+    module = types.ModuleType("workbench.training")
     module.train = train  # type: ignore[attr-defined]
     module.calls = calls  # type: ignore[attr-defined]
     return module
@@ -107,7 +107,7 @@ def _fake_train_module(step_seconds=0.01, batches=5):
 @pytest.fixture
 def fake_engine(monkeypatch):
     module = _fake_train_module()
-    monkeypatch.setitem(sys.modules, "workbench.train", module)
+    monkeypatch.setitem(sys.modules, "workbench.training", module)
     return module
 
 
@@ -174,7 +174,7 @@ def test_start_returns_at_once_and_live_data_grows(tmp_path, fake_engine):
 
 
 def test_redraws_are_throttled(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "workbench.train", _fake_train_module(0.005, 40))
+    monkeypatch.setitem(sys.modules, "workbench.training", _fake_train_module(0.005, 40))
     launcher = TrainingLauncher("digits", runs_root=tmp_path, redraw_interval=0.25, epochs=3)
     launcher.start()
     assert launcher.wait(20)
@@ -185,7 +185,7 @@ def test_redraws_are_throttled(tmp_path, monkeypatch):
 
 
 def test_second_start_refused_and_stop_ends_run(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "workbench.train", _fake_train_module(0.05, 100))
+    monkeypatch.setitem(sys.modules, "workbench.training", _fake_train_module(0.05, 100))
     launcher = _launcher(tmp_path)
     launcher.start_button.click()
     assert launcher.start() is False

@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "load_run": "workbench.runs",
     "list_runs": "workbench.runs",
     "Run": "workbench.runs",
-    "train": "workbench.train",
+    "train": "workbench.training",
     # evaluation
     "embed": "workbench.eval",
     "Embeddings": "workbench.eval",
@@ -90,7 +90,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from workbench.methods import describe_method, list_methods
     from workbench.nn.backbones import get_backbone, list_backbones
     from workbench.runs import Run, list_runs, load_run
-    from workbench.train import train
+    from workbench.training import train
     from workbench.widgets import (
         AugmentationExplorer,
         EmbeddingExplorer,

@@ -126,7 +126,7 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from workbench.train import train
+    from workbench.training import train
 
     run = train(args.data, callbacks=[ProgressPrinter()], **_train_kwargs(args))
     s = run.summary()
@@ -163,7 +163,7 @@ def write_demo_plots(run: Any, data: Any = None) -> list[Path]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from workbench.train import train
+    from workbench.training import train
 
     print("SSL Workbench demo: SimCLR on scikit-learn's handwritten digits (CPU friendly).")
     kw = _train_kwargs(args)
@@ -176,6 +176,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"{s['images_per_s']:.0f} img/s. Open notebooks/01_quickstart.ipynb next (make lab)."
     )
     return 0 if run.status == "finished" else 1
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    """Serve the Workbench (Augment, Train, Embed tabs) as a Voila page."""
+    from workbench import app
+
+    if args.dry_run:
+        nb = app.write_app_notebook(args.folder or ".", args.data, args.method, args.runs_root)
+        cmd = app.voila_command(
+            nb, port=args.port, host=args.host, open_browser=not args.no_browser
+        )
+        print(" ".join(cmd))
+        return 0
+    return app.serve(
+        data=args.data,
+        method=args.method,
+        runs_root=args.runs_root,
+        port=args.port,
+        host=args.host,
+        open_browser=not args.no_browser,
+        folder=args.folder,
+    )
 
 
 def _add_train_args(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
@@ -225,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="headless main job: short run on digits, plots as PNG")
     _add_train_args(p, demo=True)
     p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("app", help="serve the Workbench tabs as a web page (Voila)")
+    p.add_argument("--data", default="digits", help="dataset name or folder")
+    p.add_argument("--method", default="simclr", help="see `workbench methods`")
+    p.add_argument("--runs-root", default="runs", help="folder of the runs")
+    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve a classroom")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--folder", default=None, help="keep the app notebook here (default: temp)")
+    p.add_argument("--dry-run", action="store_true", help="write the notebook, print the command")
+    p.set_defaults(func=_cmd_app)
     return parser
 
 

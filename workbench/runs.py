@@ -116,22 +116,34 @@ def prepare_out(out: str | Path, *, overwrite: bool, resume: bool) -> Path:
 
 
 class RunWriter:
-    """Appends records to a run folder; thread-safe; every line is flushed at once."""
+    """Appends records to a run folder; thread-safe; every line is flushed at once.
 
-    def __init__(self, out: Path) -> None:
+    Args:
+        out: The run folder.
+        enabled: False for the non-zero ranks of a multi-process run: nothing is written.
+    """
+
+    def __init__(self, out: Path, enabled: bool = True) -> None:
         self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.enabled = enabled
         self._lock = threading.Lock()
+        if not enabled:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
         self._metrics = open(self.out / METRICS, "a", encoding="utf-8")
         self._log = open(self.out / LOG, "a", encoding="utf-8")
 
     def write_config(self, config: dict[str, Any]) -> None:
         """Write config.json (atomically)."""
+        if not self.enabled:
+            return
         text = json.dumps(_clean(config), indent=2, default=_json_default, sort_keys=True)
         atomic_write_bytes(self.out / CONFIG, text.encode())
 
     def record(self, rec: dict[str, Any]) -> None:
         """Append one record (must carry a ``type``) to metrics.jsonl and flush."""
+        if not self.enabled:
+            return
         line = json.dumps(_clean(rec), default=_json_default)
         with self._lock:
             self._metrics.write(line + "\n")
@@ -139,6 +151,8 @@ class RunWriter:
 
     def log(self, message: str, level: str = "INFO") -> None:
         """Append a timestamped line to train.log."""
+        if not self.enabled:
+            return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with self._lock:
             for line in str(message).splitlines() or [""]:
@@ -154,6 +168,8 @@ class RunWriter:
 
     def truncate_after(self, step: int) -> None:
         """Drop records written after a checkpoint (used on resume, so history stays continuous)."""
+        if not self.enabled:
+            return
         with self._lock:
             self._metrics.close()
             path = self.out / METRICS
@@ -170,6 +186,8 @@ class RunWriter:
 
     def close(self) -> None:
         """Close the files."""
+        if not self.enabled:
+            return
         with self._lock:
             self._metrics.close()
             self._log.close()

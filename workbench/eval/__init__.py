@@ -3,15 +3,21 @@
 from workbench._lazy import lazy_getattr
 
 _EXPORTS = {
-    "Embeddings": "embed",
-    "embed": "embed",
+    "Embeddings": "embedding",
+    "embed": "embedding",
+    "eval_transform": "embedding",
     "knn_predict": "knn",
     "knn_accuracy": "knn",
+    "knn_report": "knn",
+    "knn_leave_one_out": "knn",
     "nearest_neighbors": "knn",
     "std_of_l2_normalized": "std",
     "project": "projection",
+    "warm_up_umap": "projection",
+    "clear_projection_cache": "projection",
     "linear_probe": "probes",
     "confusion_matrix": "probes",
+    "per_class_accuracy": "probes",
     "invariance_probe": "probes",
 }
 __all__ = sorted(_EXPORTS)

@@ -136,9 +136,14 @@ def knn_accuracy(
     Returns:
         Fraction of queries whose highest-scoring class is their label, in [0, 1].
     """
-    return float(
-        knn_report(train_feats, train_labels, test_feats, test_labels, k, temperature)["top1"]
+    queries = _as_features(test_feats, "test_feats")
+    y = _as_labels(test_labels, queries.shape[0], "test_labels")
+    ytr = _as_labels(
+        train_labels, _as_features(train_feats, "train_feats").shape[0], "train_labels"
     )
+    c = max(int(ytr.max()), int(y.max())) + 1
+    scores = knn_predict(train_feats, ytr, queries, k, temperature, num_classes=c)
+    return float((scores.argmax(dim=1).cpu() == y.cpu()).float().mean())
 
 
 def knn_report(

@@ -772,7 +772,7 @@ class TrainingLauncher(widgets.VBox):
 
             # Grad mode and autocast are thread-local: set what training needs here.
             torch.set_grad_enabled(True)
-            from workbench.train import train
+            from workbench.training import train
 
             if self._status == "starting":  # not if Stop was pressed meanwhile
                 self.status = "running"

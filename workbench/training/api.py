@@ -21,6 +21,16 @@ EVAL_BANK_MAX = 5000  # kNN bank images (train split) kept for the per-epoch mon
 EVAL_QUERY_MAX = 2000  # held-out query images
 
 
+RUN_DIR_ENV = "WORKBENCH_RUN_DIR"
+
+
+def _is_secondary_process() -> bool:
+    """True in the processes Lightning's DDP launcher starts for ranks > 0."""
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    node = int(os.environ.get("NODE_RANK", "0") or 0)
+    return (local > 0 or node > 0) and RUN_DIR_ENV in os.environ
+
+
 def _resolve_device(accelerator: str, devices: Any, precision: str) -> tuple[str, Any, str]:
     import torch
 
@@ -144,9 +154,16 @@ def train(
     if augment_on not in ("auto", "device", "workers"):
         raise ValueError(f"augment_on={augment_on!r}. Valid: ['auto', 'device', 'workers']")
     accelerator, devices, precision = _resolve_device(accelerator, devices, precision)
-    out = Path(out) if out is not None else new_run_dir(runs_root, prefix=method)
-    out = prepare_out(out, overwrite=overwrite, resume=resume)
-    writer = RunWriter(out)
+    # Under strategy="ddp" Lightning re-runs the calling script for ranks > 0; they find the run
+    # folder rank 0 chose in the environment and write nothing themselves.
+    secondary = _is_secondary_process()
+    if secondary:
+        out = Path(os.environ[RUN_DIR_ENV])
+    else:
+        out = Path(out) if out is not None else new_run_dir(runs_root, prefix=method)
+        out = prepare_out(out, overwrite=overwrite, resume=resume)
+        os.environ[RUN_DIR_ENV] = str(out)
+    writer = RunWriter(out, enabled=not secondary)
     users = None
     try:
         ds = load_dataset(data)
@@ -196,7 +213,7 @@ def train(
         per_image = augment_on == "workers" or multiview is not None
         cache_side = None
         if not per_image:
-            from workbench.train.data import CACHE_BYTES_LIMIT, cache_size_for
+            from workbench.training.data import CACHE_BYTES_LIMIT, cache_size_for
 
             cache_side = cache_size_for(ds, size)
             if augment_on == "auto" and len(ds) * 3 * cache_side**2 > CACHE_BYTES_LIMIT:
@@ -210,9 +227,9 @@ def train(
         warmup = int(min(cfg.warmup_epochs * steps_per_epoch, 0.1 * total_steps + 1))
         channels_last = accelerator in ("gpu", "cuda") and not model_name.startswith("vit")
 
-        from workbench.train.callbacks import EvalSet, MonitorCallback, UserCallbacks
-        from workbench.train.data import decode_to_tensor
-        from workbench.train.module import SSLModule
+        from workbench.training.callbacks import EvalSet, MonitorCallback, UserCallbacks
+        from workbench.training.data import decode_to_tensor
+        from workbench.training.module import SSLModule
 
         eval_set = None
         if len(val_idx):
@@ -287,7 +304,7 @@ def train(
             writer.truncate_after(int(state.get("global_step", 0)))
             writer.log(f"resuming from {out / CHECKPOINT} (step {state.get('global_step')})")
         writer.write_config(config)
-        if config["model"] == "custom":
+        if config["model"] == "custom" and not secondary:
             (out / "exported").mkdir(exist_ok=True)
             torch.save(backbone, out / "exported" / "backbone_module.pt")
         writer.log(
@@ -323,7 +340,8 @@ def train(
             monitor.event(trainer, kind, msg)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            warnings.filterwarnings("ignore", ".*LeafSpec.*", DeprecationWarning)
+            warnings.filterwarnings("ignore", ".*LeafSpec.*")
+            warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # NaN skip
             warnings.filterwarnings("ignore", ".*too few batches.*|.*smaller than the logging.*")
             trainer.fit(
                 module,
@@ -338,10 +356,12 @@ def train(
         writer.log(f"{type(e).__name__}: {e}", "ERROR")
         writer.status("failed", error=f"{type(e).__name__}: {e}")
         writer.close()
+        os.environ.pop(RUN_DIR_ENV, None)
         if users is not None:
             users.call("on_end", Run(out))
         raise
     writer.close()
+    os.environ.pop(RUN_DIR_ENV, None)
     run = Run(out)
     users.call("on_end", run)
     return run
@@ -374,7 +394,7 @@ def _build_loader(
     import torch
     from torch.utils.data import DataLoader
 
-    from workbench.train.data import (
+    from workbench.training.data import (
         CachedImages,
         TransformedImages,
         decode_to_tensor,

@@ -1,5 +1,5 @@
 """Training: ``train()`` (a thin Lightning shell around the methods) and its callbacks."""
 
-from workbench.train.api import train
+from workbench.training.api import train
 
 __all__ = ["train"]
