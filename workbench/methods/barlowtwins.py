@@ -31,6 +31,7 @@ class BarlowTwins(Method):
 
     name = "barlowtwins"
     Config = BarlowTwinsConfig
+    config: BarlowTwinsConfig
     info = MethodInfo(
         summary="Pushes the cross-correlation matrix between the embeddings of two views "
         "towards the identity: invariant to augmentations, with decorrelated features.",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from workbench.nn.utils import cosine_schedule, update_momentum
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,6 @@ class MethodConfig:
             v = getattr(self, f.name)
             out[f.name] = type(v).__name__ if isinstance(v, nn.Module) else v
         return out
-
-
-def momentum_schedule(step: int, max_steps: int, start: float, end: float = 1.0) -> float:
-    """Cosine increase of the EMA momentum from ``start`` to ``end`` (BYOL, DINO, MoCo v3)."""
-    if max_steps <= 1:
-        return end
-    t = min(max(step / (max_steps - 1), 0.0), 1.0)
-    return end - (end - start) * (math.cos(math.pi * t) + 1) / 2
 
 
 class Method(nn.Module):
@@ -137,13 +129,18 @@ class Method(nn.Module):
     def before_optimizer_step(self, *, epoch: int) -> None:
         """Hook to edit gradients (e.g. DINO freezes its last layer in the first epoch)."""
 
+    def ema_update(
+        self, pairs: list[tuple[nn.Module, nn.Module]], start: float, *, step: int, max_steps: int
+    ) -> float:
+        """EMA of online -> momentum modules; momentum rises from ``start`` to 1 (cosine).
 
-def frozen_copy(module: nn.Module) -> nn.Module:
-    """A deep copy with gradients off (momentum encoders)."""
-    m = copy.deepcopy(module)
-    for p in m.parameters():
-        p.requires_grad = False
-    return m
+        Returns:
+            The momentum used (logged as ``momentum``).
+        """
+        m = cosine_schedule(step, max_steps, start, 1.0)
+        for online, target in pairs:
+            update_momentum(online, target, m)
+        return m
 
 
 def info_dict(info: MethodInfo) -> dict[str, Any]:

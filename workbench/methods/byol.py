@@ -16,12 +16,10 @@ from workbench.methods.base import (
     MethodConfig,
     MethodInfo,
     StepOutput,
-    frozen_copy,
-    momentum_schedule,
 )
 from workbench.nn.heads import BYOLPredictionHead, BYOLProjectionHead
 from workbench.nn.losses import negative_cosine_similarity
-from workbench.nn.utils import update_momentum
+from workbench.nn.utils import copy_frozen
 
 
 @dataclass
@@ -38,6 +36,7 @@ class BYOL(Method):
 
     name = "byol"
     Config = BYOLConfig
+    config: BYOLConfig
     info = MethodInfo(
         summary="An online network predicts what a slowly moving copy of itself (the target) "
         "outputs for another view. No negative pairs, so small batches work.",
@@ -59,8 +58,8 @@ class BYOL(Method):
         self.prediction_head = BYOLPredictionHead(
             config.output_dim, config.hidden_dim, config.output_dim
         )
-        self.backbone_momentum = frozen_copy(self.backbone)
-        self.projection_head_momentum = frozen_copy(self.projection_head)
+        self.backbone_momentum = copy_frozen(self.backbone)
+        self.projection_head_momentum = copy_frozen(self.projection_head)
         self._momentum = config.momentum
 
     def _target(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,6 +81,8 @@ class BYOL(Method):
 
     def after_optimizer_step(self, *, step: int, max_steps: int) -> None:
         """EMA update of the target network."""
-        self._momentum = momentum_schedule(step, max_steps, self.config.momentum)  # type: ignore[attr-defined]
-        update_momentum(self.backbone, self.backbone_momentum, self._momentum)
-        update_momentum(self.projection_head, self.projection_head_momentum, self._momentum)
+        pairs = [(self.backbone, self.backbone_momentum),
+                 (self.projection_head, self.projection_head_momentum)]  # fmt: skip
+        self._momentum = self.ema_update(
+            pairs, self.config.momentum, step=step, max_steps=max_steps
+        )

@@ -16,12 +16,10 @@ from workbench.methods.base import (
     MethodConfig,
     MethodInfo,
     StepOutput,
-    frozen_copy,
-    momentum_schedule,
 )
 from workbench.nn.heads import DINOProjectionHead
 from workbench.nn.losses import DINOLoss
-from workbench.nn.utils import update_momentum
+from workbench.nn.utils import copy_frozen
 
 
 @dataclass
@@ -47,6 +45,7 @@ class DINO(Method):
 
     name = "dino"
     Config = DINOConfig
+    config: DINOConfig
     base_lr = {"sgd": 0.06, "adamw": 5e-4}
     default_weight_decay = {"sgd": 5e-4, "adamw": 0.04}
     info = MethodInfo(
@@ -75,8 +74,8 @@ class DINO(Method):
             freeze_last_layer=config.freeze_last_layer,
             norm_last_layer=config.norm_last_layer,
         )
-        self.teacher_backbone = frozen_copy(self.backbone)
-        self.teacher_head = frozen_copy(self.projection_head)
+        self.teacher_backbone = copy_frozen(self.backbone)
+        self.teacher_head = copy_frozen(self.projection_head)
         warm = config.warmup_teacher_temp_epochs
         if warm is None:
             warm = min(30, self.max_epochs // 2)
@@ -94,7 +93,7 @@ class DINO(Method):
         self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int
     ) -> StepOutput:
         """Cross-entropy between teacher (globals) and student (all views) outputs."""
-        n_global = self.config.n_global  # type: ignore[attr-defined]
+        n_global = self.config.n_global
         globals_, locals_ = views[:n_global], views[n_global:]
         with torch.no_grad():
             t = self.teacher_head(self.teacher_backbone(torch.cat(globals_)).flatten(1))
@@ -117,6 +116,7 @@ class DINO(Method):
 
     def after_optimizer_step(self, *, step: int, max_steps: int) -> None:
         """EMA update of the teacher."""
-        self._momentum = momentum_schedule(step, max_steps, self.config.momentum)  # type: ignore[attr-defined]
-        update_momentum(self.backbone, self.teacher_backbone, self._momentum)
-        update_momentum(self.projection_head, self.teacher_head, self._momentum)
+        pairs = [(self.backbone, self.teacher_backbone), (self.projection_head, self.teacher_head)]
+        self._momentum = self.ema_update(
+            pairs, self.config.momentum, step=step, max_steps=max_steps
+        )

@@ -69,6 +69,7 @@ class Distillation(Method):
 
     name = "distillation"
     Config = DistillationConfig
+    config: DistillationConfig
     info = MethodInfo(
         summary="A small student learns to reproduce a large frozen teacher's features (e.g. "
         "DINOv2) on the same augmented image. Fast, low memory, little tuning.",
@@ -131,6 +132,7 @@ class DistillationV1(Distillation):
 
     name = "distillationv1"
     Config = DistillationV1Config
+    config: DistillationV1Config
     queue: torch.Tensor
     queue_ptr: torch.Tensor
     info = MethodInfo(
@@ -173,6 +175,6 @@ class DistillationV1(Distillation):
         t = self.teacher_features(x)
         h = self.forward(x)
         z = self.projection_head(h)
-        loss = queue_kl_loss(z.float(), t, self.queue.clone(), temperature=self.config.temperature)  # type: ignore[attr-defined]
+        loss = queue_kl_loss(z.float(), t, self.queue.clone(), temperature=self.config.temperature)
         self._enqueue(t)
         return StepOutput(loss, h.detach(), z.detach())

@@ -17,12 +17,10 @@ from workbench.methods.base import (
     MethodConfig,
     MethodInfo,
     StepOutput,
-    frozen_copy,
-    momentum_schedule,
 )
 from workbench.nn.heads import MoCoProjectionHead
 from workbench.nn.losses import NTXentLoss
-from workbench.nn.utils import update_momentum
+from workbench.nn.utils import copy_frozen
 
 
 @dataclass
@@ -41,6 +39,7 @@ class MoCo(Method):
 
     name = "moco"
     Config = MoCoConfig
+    config: MoCoConfig
     info = MethodInfo(
         summary="Contrastive like SimCLR, but negatives come from a queue of keys made by a "
         "slowly moving (momentum) copy of the network, so small batches still see many.",
@@ -59,8 +58,8 @@ class MoCo(Method):
     ) -> None:
         super().__init__(backbone, feature_dim, config, **kw)
         self.projection_head = MoCoProjectionHead(feature_dim, config.hidden_dim, config.output_dim)
-        self.backbone_momentum = frozen_copy(self.backbone)
-        self.projection_head_momentum = frozen_copy(self.projection_head)
+        self.backbone_momentum = copy_frozen(self.backbone)
+        self.projection_head_momentum = copy_frozen(self.projection_head)
         queue = config.queue_size
         if queue is None:
             queue = min(65536, max(256, (self.dataset_size // 4) // 64 * 64))
@@ -88,6 +87,8 @@ class MoCo(Method):
 
     def after_optimizer_step(self, *, step: int, max_steps: int) -> None:
         """EMA update of the key encoder."""
-        self._momentum = momentum_schedule(step, max_steps, self.config.momentum)  # type: ignore[attr-defined]
-        update_momentum(self.backbone, self.backbone_momentum, self._momentum)
-        update_momentum(self.projection_head, self.projection_head_momentum, self._momentum)
+        pairs = [(self.backbone, self.backbone_momentum),
+                 (self.projection_head, self.projection_head_momentum)]  # fmt: skip
+        self._momentum = self.ema_update(
+            pairs, self.config.momentum, step=step, max_steps=max_steps
+        )

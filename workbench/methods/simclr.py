@@ -31,6 +31,7 @@ class SimCLR(Method):
 
     name = "simclr"
     Config = SimCLRConfig
+    config: SimCLRConfig
     info = MethodInfo(
         summary="Pulls two augmented views of an image together and pushes all other images in "
         "the batch apart (contrastive). Simple and well understood.",

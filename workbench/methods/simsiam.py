@@ -33,6 +33,7 @@ class SimSiam(Method):
 
     name = "simsiam"
     Config = SimSiamConfig
+    config: SimSiamConfig
     base_lr = {"sgd": 0.1, "adamw": 1e-3}
     default_weight_decay = {"sgd": 1e-4, "adamw": 0.05}
     info = MethodInfo(
@@ -71,7 +72,7 @@ class SimSiam(Method):
         p = self.prediction_head(z)
         z0, z1 = z.chunk(2)
         p0, p1 = p.chunk(2)
-        if self.config.stop_gradient:  # type: ignore[attr-defined]
+        if self.config.stop_gradient:
             loss = 0.5 * (negative_cosine_similarity(p0, z1) + negative_cosine_similarity(p1, z0))
         else:  # the paper's ablation: the trivial constant solution is then reachable
             loss = -0.5 * (F.cosine_similarity(p0, z1).mean() + F.cosine_similarity(p1, z0).mean())

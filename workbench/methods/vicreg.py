@@ -33,6 +33,7 @@ class VICReg(Method):
 
     name = "vicreg"
     Config = VICRegConfig
+    config: VICRegConfig
     info = MethodInfo(
         summary="Keeps each embedding dimension's variance up (no collapse), decorrelates "
         "dimensions and makes two views agree; every term is explicit and interpretable.",
