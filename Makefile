@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MPLBACKEND ?= Agg
 
-.PHONY: setup lab demo test test-slow test-browser lint bench clean
+.PHONY: setup lab demo test test-slow test-browser browser-deps lint bench clean
 
 setup: $(STAMP)
 
@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 lab: setup  ## JupyterLab on the quickstart notebook (after a headless demo run)
-	$(VENV)/bin/workbench demo --out runs/demo --overwrite
+	$(VENV)/bin/workbench demo
 	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb
 
 demo: setup  ## headless main job: short training on built-in data, plots into the run folder
-	$(VENV)/bin/workbench demo --out runs/demo --overwrite
+	$(VENV)/bin/workbench demo
 
 lint: setup
 	$(VENV)/bin/ruff check workbench tests benchmarks notebooks
@@ -31,8 +31,22 @@ lint: setup
 test: lint  ## the whole default suite (what CI runs)
 	$(PY) -m pytest -q -m "not slow and not browser"
 
-test-slow: setup
+test-slow: setup  ## long checks: quality, 2-process DDP, notebooks in quick mode, benchmark smoke tests
 	$(PY) -m pytest -q -m slow
+
+browser-deps:  ## Debian's Chromium for the Playwright test (Playwright's own download fails offline)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Install Debian's chromium (sudo apt-get install chromium) for the browser test"; exit 1; fi; }
+
+test-browser: setup browser-deps  ## JupyterLab + headless Chromium: runs the quickstart, Start/Stop
+	$(PY) -m pytest -q -m browser
+
+bench: setup
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/interactive.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
