@@ -221,3 +221,22 @@ def test_describe_method():
             "vicreg",
         ]
     )
+
+
+def test_backbone_collapse_behind_batchnorm_is_detected(digits_small, tmp_path):
+    # SimSiam without predictor and stop-gradient (the paper's ablations): the projector ends in
+    # BatchNorm so its std stays up, but the backbone collapses; the monitor compares the
+    # backbone with itself at initialisation.
+    run = wb.train(
+        digits_small,
+        method="simsiam",
+        out=tmp_path / "r",
+        lr=0.5,
+        method_args={"predictor": False, "stop_gradient": False},
+        **{**FAST, "epochs": 5},
+    )
+    init = run.history[0]["rep_std_backbone_init"]
+    assert init > 0
+    assert run.history[-1]["rep_std_backbone"] < 0.1 * init
+    collapse = [e for e in run.events if e["kind"] == "collapse"]
+    assert len(collapse) == 1 and "backbone" in collapse[0]["message"]

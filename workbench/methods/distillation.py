@@ -48,20 +48,12 @@ def _resolve_teacher(cfg: DistillationConfig, input_size: int) -> tuple[nn.Modul
             "nn.Module, 'run:<run folder>' (a backbone you pretrained here), or "
             "'dinov2/vitb14' (with teacher_weights=<file> when offline)."
         )
-    if isinstance(teacher, nn.Module):
-        module = teacher
-        dim = cfg.teacher_dim
-    else:
-        from workbench.nn.teachers import load_teacher
+    from workbench.nn.teachers import load_teacher
 
-        module, dim = load_teacher(str(teacher), weights=cfg.teacher_weights)
-    if dim is None:
-        with torch.no_grad():
-            module.eval()
-            dim = int(module(torch.zeros(2, 3, input_size, input_size)).flatten(1).shape[1])
-    for p in module.parameters():
-        p.requires_grad = False
-    return module.eval(), int(dim)
+    spec = teacher if isinstance(teacher, nn.Module) else str(teacher)
+    return load_teacher(
+        spec, weights=cfg.teacher_weights, feature_dim=cfg.teacher_dim, input_size=input_size
+    )
 
 
 class Distillation(Method):
@@ -100,6 +92,8 @@ class Distillation(Method):
         patch = getattr(teacher, "patch_size", None)
         size = config.teacher_input_size or input_size
         if isinstance(patch, int) and patch > 1:
+            if config.teacher_input_size is None and patch >= 14:
+                size = max(size, 8 * patch)  # DINOv2 needs a token grid, not one 14 px patch
             size = max(patch, round(size / patch) * patch)
         self.teacher_input_size = int(size)
 

@@ -16,8 +16,8 @@ from workbench.eval.knn import knn_accuracy
 from workbench.eval.std import std_of_l2_normalized
 from workbench.runs import BACKBONE, CHECKPOINT, RunWriter, atomic_write_bytes
 
-COLLAPSE_FRACTION = 0.1  # std below 10% of 1/sqrt(d) ...
-COLLAPSE_EPOCHS = 3  # ... for this many epochs in a row raises the collapse event
+COLLAPSE_FRACTION = 0.1  # head std below 10% of 1/sqrt(d), or backbone std below 10% of its
+COLLAPSE_EPOCHS = 3  # value at initialisation, for this many epochs in a row: collapse event
 
 
 class UserCallbacks:
@@ -128,6 +128,19 @@ class MonitorCallback(L.Callback):
         self._epoch_feat_std: list[float] = []
         self._rate: float | None = None
         self.proj_dim: int | None = None
+        self.backbone_std_init: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Measure the backbone's held-out std at initialisation (the backbone-collapse floor).
+
+        A head that ends in BatchNorm (SimSiam) keeps its output std up while the backbone
+        collapses, so the backbone is compared with itself at the start; post-ReLU backbone
+        features sit far below 1/sqrt(d) even when healthy, so 1/sqrt(d) is no reference there.
+        """
+        if self.eval_set is not None and self.backbone_std_init is None:
+            self.backbone_std_init = self._monitor(trainer, pl_module, knn=False).get(
+                "rep_std_backbone"
+            )
 
     def event(self, trainer: L.Trainer, kind: str, message: str) -> None:
         """Record an event (history, train.log, user callbacks)."""
@@ -206,7 +219,9 @@ class MonitorCallback(L.Callback):
             trainer.should_stop = True
             self.event(trainer, "stopped", f"Stopped by request after step {rec['step']}.")
 
-    def _monitor(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+    def _monitor(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, knn: bool = True
+    ) -> dict[str, Any]:
         es = self.eval_set
         if es is None:
             return {}
@@ -215,7 +230,7 @@ class MonitorCallback(L.Callback):
         dev, cl = pl_module.device, module.channels_last
         q = es.features(backbone, es.query, dev, cl)
         res: dict[str, Any] = {"rep_std_backbone": std_of_l2_normalized(q)}
-        if es.bank_labels is not None and es.query_labels is not None and len(q):
+        if knn and es.bank_labels is not None and es.query_labels is not None and len(q):
             bank = es.features(backbone, es.bank, dev, cl)
             res["knn_acc"] = float(
                 knn_accuracy(
@@ -251,6 +266,7 @@ class MonitorCallback(L.Callback):
             "rep_std_ref": ref,
             "rep_std_backbone": backbone_std,
             "rep_std_backbone_ref": 1 / math.sqrt(self.feature_dim),
+            "rep_std_backbone_init": self.backbone_std_init,
             "knn_acc": monitor.get("knn_acc"),
             "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
             "images_per_s": n_steps
@@ -270,11 +286,25 @@ class MonitorCallback(L.Callback):
                 f"std {rep_std:.4f} (healthy ~{ref:.4f}){knn}, {rec['images_per_s']:.0f} img/s"
             )
             self.users.call("on_epoch", rec)
-        if rep_std is not None and rep_std < COLLAPSE_FRACTION * ref:
-            self.low_std_epochs += 1
-        else:
-            self.low_std_epochs = 0
-        if self.low_std_epochs >= COLLAPSE_EPOCHS and not self.collapse_reported:
+        head_low = rep_std is not None and rep_std < COLLAPSE_FRACTION * ref
+        init = self.backbone_std_init
+        backbone_low = bool(
+            init and backbone_std is not None and backbone_std < COLLAPSE_FRACTION * init
+        )
+        self.low_std_epochs = self.low_std_epochs + 1 if head_low or backbone_low else 0
+        if self.low_std_epochs >= COLLAPSE_EPOCHS and not self.collapse_reported and backbone_low:
+            self.collapse_reported = True
+            self.event(
+                trainer,
+                "collapse",
+                f"Representation collapse in the backbone: the std of its L2-normalised features "
+                f"on held-out images fell to {backbone_std:.2e}, below 10% of its "
+                f"{init:.2e} at initialisation, for {COLLAPSE_EPOCHS} epochs (the head's output "
+                f"std can stay up behind a BatchNorm). The features carry almost no "
+                f"information; check the predictor/stop-gradient, the learning rate and the "
+                f"augmentations.",
+            )
+        elif self.low_std_epochs >= COLLAPSE_EPOCHS and not self.collapse_reported:
             self.collapse_reported = True
             self.event(
                 trainer,
