@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MPLBACKEND ?= Agg
 
-.PHONY: setup lab demo test test-slow test-browser browser-deps lint bench clean
+.PHONY: setup lab demo test test-slow test-notebooks test-browser browser-deps lint bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,9 @@ test: lint  ## the whole default suite (what CI runs)
 
 test-slow: setup  ## long checks: quality, 2-process DDP, notebooks in quick mode, benchmark smoke tests
 	$(PY) -m pytest -q -m slow
+
+test-notebooks: setup  ## notebooks 02-06 executed in quick mode (WORKBENCH_QUICK=1)
+	$(PY) -m pytest -q -m slow tests/test_notebooks.py  # the quickstart runs in `make test`
 
 browser-deps:  ## Debian's Chromium for the Playwright test (Playwright's own download fails offline)
 	@command -v chromium >/dev/null || { \

@@ -228,10 +228,12 @@ def test_dinov2_from_hub_cache_runs_the_real_loading_code(
     assert dim == 32 and teacher.patch_size == 14  # type: ignore[union-attr]
     _frozen_and_eval(teacher)
     assert _same_state(teacher.state_dict(), pretrained.state_dict())
-    # the distillation method feeds it a multiple of the patch size
+    # the distillation method feeds it a multiple of the patch size, at least an 8x8 token grid
     student, sdim = wb.get_backbone("resnet18", input_size=16)
     method = Distillation(student, sdim, DistillationConfig(teacher="dinov2/vits14"), input_size=16)
-    assert method.teacher_input_size == 14 and method.teacher_dim == 32
+    assert method.teacher_input_size == 8 * 14 and method.teacher_dim == 32
+    cfg = DistillationConfig(teacher="dinov2/vits14", teacher_input_size=30)
+    assert Distillation(student, sdim, cfg, input_size=16).teacher_input_size == 28
     assert method.teacher_features(torch.rand(2, 3, 16, 16)).shape == (2, 32)
     # and through wb.train, by name
     run = wb.train(
