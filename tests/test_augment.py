@@ -428,3 +428,15 @@ def test_sample_views_rows(img: Image.Image) -> None:
     assert rows[0].views[0].dtype == np.uint8 and rows[0].original.shape == (60, 80, 3)
     with pytest.raises(ValueError, match="n_views"):
         sample_views([img], "simclr", n_views=0)
+
+
+def test_blur_sigma_scales_with_input_size() -> None:
+    r = wb.recipe("simclr", input_size=32)
+    assert r.groups[0].blur_sigma == pytest.approx((0.1 * 32 / 224, 2.0 * 32 / 224))
+    d = wb.recipe("dino", input_size=112)
+    local = d.group("local")
+    assert local.blur_sigma == pytest.approx((0.1 * local.size / 96, 2.0 * local.size / 96))
+    explicit = wb.recipe("simclr", input_size=32, blur_sigma=(0.5, 1.0))
+    assert explicit.groups[0].blur_sigma == (0.5, 1.0)
+    assert wb.recipe("simclr", **r.overrides()) == r
+    assert wb.recipe("simclr", **explicit.overrides()) == explicit

@@ -510,7 +510,7 @@ def valid_override_keys(groups: list[ViewSpec]) -> list[str]:
     return list(RECIPE_KEYS) + list(EDITABLE_FIELDS) + per_group
 
 
-def _scaled_local(input_size: int) -> int:
+def _scaled_local(input_size: int) -> int:  # local crops keep their 96/224 proportion
     return max(MIN_SIZE, math.floor(input_size * LOCAL_TO_GLOBAL + 0.5))
 
 
@@ -549,6 +549,11 @@ def _apply(base: Recipe, overrides: Mapping[str, Any]) -> Recipe:
         changes: dict[str, Any] = {}
         if size_from_input:
             changes["size"] = size_from_input[g.kind]
+            # Blur sigma is in pixels: keep it the same fraction of the view (the papers' values
+            # are for 224 px; at 32 px a sigma of 2 erases strokes, which is why the reference
+            # CIFAR recipes switch blur off).
+            f = changes["size"] / g.size
+            changes["blur_sigma"] = (g.blur_sigma[0] * f, g.blur_sigma[1] * f)
         changes.update(everywhere)
         changes.update(per_group[g.name])
         groups.append(dataclasses.replace(g, **changes) if changes else g)
@@ -569,7 +574,8 @@ def recipe(method: str = "simclr", **overrides: Any) -> Recipe:
         - ``<field>=value`` (any :class:`ViewSpec` field except name/kind) sets every view group.
         - ``<group>_<field>=value`` sets one group: ``local_count=4``, ``view2_solarize_prob=0``.
         - ``input_size=`` sets every global group's size and scales local sizes by 96/224
-          (rounded, at least 8) unless ``local_size`` is also given.
+          (rounded, at least 8) unless ``local_size`` is also given; the blur sigma range
+          scales with the view size too (sigma is in pixels; the papers' values are at 224 px).
         - ``mean=``, ``std=``, ``normalize=`` set the normalisation.
 
     Group-specific keys win over ``<field>`` keys, which win over ``input_size``.
