@@ -716,6 +716,7 @@ class TrainingLauncher(widgets.VBox):
             self.run = None
             self.history, self.steps, self.events = [], [], []
             self.last_plot_data, self.last_figure = {}, None
+            self.plot.value = b""  # the previous run's curves must not pass for this one's
             self.redraw_times = []
             self._epochs_total = int(kwargs["epochs"])
             self._run_config = {}
