@@ -47,7 +47,7 @@ test-browser: setup browser-deps  ## JupyterLab + headless Chromium: runs the qu
 
 bench: setup
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
-	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/train_throughput.py --threads 1
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/interactive.py
 

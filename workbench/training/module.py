@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from workbench.augment.batched import BatchedViews
+from workbench.augment.transforms import torch_threads
 from workbench.methods.base import Method
 
 
@@ -72,7 +73,14 @@ class SSLModule(L.LightningModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Cached path: turn the uint8 batch into views on the device, outside autocast."""
         if self.augment is not None and isinstance(batch, torch.Tensor):
-            batch = self.augment(batch)
+            if batch.device.type == "cpu":
+                # Many small element-wise ops: intra-op threads only fight each other (and the
+                # other processes) here; measured 0.036 s vs 1.75 s per batch of 128 at 32 px
+                # on a busy 2-core machine (benchmarks/train_throughput.py probe).
+                with torch_threads(1):
+                    batch = self.augment(batch)
+            else:
+                batch = self.augment(batch)
         if self.channels_last:
             batch = [v.contiguous(memory_format=torch.channels_last) for v in batch]
         return batch

@@ -1,0 +1,729 @@
+"""Shared helpers of the benchmarks: machine info, memory sampling, the reference training loops.
+
+The reference (Lightly SSL, ``pip install lightly``, the ``bench`` extra) is used here only, never
+by the package. Its training loop is built from Lightly's public blocks (transforms, heads, losses)
+with our backbone, batch size, input size, optimizer, schedule and data, as issue 7 asks.
+
+Two loops share everything but the blocks:
+
+- ``plain``: our Method (backbone + head + loss) fed by ``wb.make_transform`` (per-image
+  torchvision v2 on PIL images) in DataLoader workers: what a plain PyTorch user writes.
+- ``lightly``: Lightly's transform, projection head(s) and loss around the same torchvision
+  backbone.
+
+Both use SGD (momentum 0.9, no weight decay on biases and norms), the method's base learning rate
+scaled by batch / 256, one epoch of linear warm-up then cosine decay: the schedule of ``wb.train``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+# WORKBENCH_BENCH_RESULTS redirects the JSON files (the tests write into a temporary folder).
+RESULTS = Path(os.environ.get("WORKBENCH_BENCH_RESULTS", Path(__file__).parent / "results"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def machine() -> dict[str, Any]:
+    """Machine, versions and load: what a figure must be quoted with."""
+    import torch
+    import torchvision
+
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    versions["torchvision"] = torchvision.__version__
+    for name in ("lightning", "lightly", "numpy", "umap", "sklearn"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - optional packages
+            versions[name] = None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "nproc": cores,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def median(xs: Sequence[float]) -> float:
+    """Median (nan for an empty sequence)."""
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def spread(xs: Sequence[float]) -> dict[str, float]:
+    """Mean, sample std, min and max."""
+    xs = list(xs)
+    return {
+        "mean": float(statistics.fmean(xs)) if xs else float("nan"),
+        "std": float(statistics.stdev(xs)) if len(xs) > 1 else 0.0,
+        "min": float(min(xs)) if xs else float("nan"),
+        "max": float(max(xs)) if xs else float("nan"),
+    }
+
+
+def write_json(name: str, data: dict[str, Any]) -> Path:
+    """benchmarks/results/<name>.json."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def run_child(script: Path, args: Sequence[str], timeout: float = 1800) -> dict[str, Any]:
+    """Run ``script args`` in a fresh interpreter; its last stdout line is a JSON object.
+
+    A fresh process per trial gives every contender the same start (threads, caches, allocator)
+    and lets its peak memory be measured on its own.
+    """
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"{script.name} {' '.join(args)} failed (rc {proc.returncode}):\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
+    return json.loads(lines[-1])
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size of a process (shared pages split between sharers), else its RSS."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except OSError:
+        return 0
+
+
+def tree_memory_mib(pid: int | None = None) -> float:
+    """PSS of a process and all its children (DataLoader workers), MiB.
+
+    PSS, not RSS: forked workers share the parent's pages (torch's libraries, the dataset);
+    summing RSS would count them once per worker and overstate the per-image loops.
+    """
+    import psutil
+
+    pid = os.getpid() if pid is None else pid
+    try:
+        kids = [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        kids = []
+    return sum(_pss_kib(p) for p in [pid, *kids]) / 1024
+
+
+class MemorySampler:
+    """Samples this process tree's memory in a thread; ``peak_delta`` is over the baseline.
+
+    Args:
+        interval: Seconds between samples.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.baseline = tree_memory_mib()
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, tree_memory_mib())
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_memory_mib())
+
+    @property
+    def peak_delta(self) -> float:
+        """Peak tree memory minus the baseline, MiB."""
+        return self.peak - self.baseline
+
+
+# ----------------------------------------------------------------------------- data and eval
+
+
+class Indexed:
+    """A subset of an ImageDataset through a per-image multi-view transform (importable)."""
+
+    def __init__(self, ds: Any, indices: Any, transform: Callable[[Any], Any]) -> None:
+        self.ds, self.indices, self.transform = ds, list(map(int, indices)), transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return list(self.transform(self.ds[self.indices[i]][0]))
+
+
+def backbone_features(backbone: Any, ds: Any, indices: Any, size: int) -> Any:
+    """Eval-mode backbone features (N, D) of the images, resized/cropped to ``size``."""
+    import numpy as np
+    import torch
+
+    from workbench.training.data import decode_to_tensor
+
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    images = decode_to_tensor(ds, np.asarray(indices), size)
+    was = backbone.training
+    backbone.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), 256):
+            x = (images[i : i + 256].float() / 255.0 - mean) / std
+            out.append(backbone(x).flatten(1))
+    backbone.train(was)
+    return torch.cat(out).numpy()
+
+
+# ----------------------------------------------------------------------------- loops
+
+
+def schedule(method: Any, batch_size: int, steps_per_epoch: int, total_steps: int) -> Any:
+    """(peak lr, warm-up steps) exactly as ``wb.train`` resolves them."""
+    peak = method.default_lr(batch_size)
+    warmup = int(min(method.config.warmup_epochs * steps_per_epoch, 0.1 * total_steps + 1))
+    return peak, warmup
+
+
+def make_optimizer(module: Any, method: Any, peak_lr: float, warmup: int, total: int) -> Any:
+    """SGD + warm-up/cosine on ``module``'s parameters, with ``wb.train``'s groups and rates."""
+    import torch
+
+    from workbench.training.module import lr_lambda, param_groups
+
+    opt = torch.optim.SGD(param_groups(module, method.weight_decay()), lr=peak_lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, warmup, total))
+    return opt, sched
+
+
+class Loop:
+    """One SSL training loop: a transform, a trainable module and a step.
+
+    Attributes:
+        transform: PIL image -> list of view tensors.
+        module: The trainable ``nn.Module`` (backbone + heads).
+        backbone: The backbone inside ``module``.
+        step: ``step(views, epoch, step, max_steps) -> loss`` (forward and loss only).
+        after: ``after(step, max_steps)`` after the optimiser step (EMA updates).
+        before: ``before(epoch)`` before the optimiser step (gradient edits).
+        method: Our Method of the same name (for the optimizer settings).
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        self.after: Callable[[int, int], None] = lambda s, m: None
+        self.before: Callable[[int], None] = lambda e: None
+        self.__dict__.update(kw)
+
+
+def our_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop:
+    """The plain-PyTorch loop: our Method and ``wb.make_transform`` (per-image v2 on PIL)."""
+    import torch
+
+    import workbench as wb
+    from workbench.methods import get_method
+    from workbench.nn.backbones import get_backbone
+
+    torch.manual_seed(seed)
+    cls = get_method(method)
+    backbone, dim = get_backbone("resnet18", input_size=size)
+    m = cls(backbone, dim, cls.make_config(), dataset_size=0, max_epochs=epochs)
+
+    def step(views: list[Any], epoch: int, step: int, max_steps: int) -> Any:
+        return m.training_step_loss(views, epoch=epoch, step=step, max_steps=max_steps).loss
+
+    return Loop(
+        transform=wb.make_transform(wb.recipe(method, input_size=size)),
+        module=m,
+        backbone=backbone,
+        method=m,
+        step=step,
+        after=lambda s, n: m.after_optimizer_step(step=s, max_steps=n),
+        before=lambda e: m.before_optimizer_step(epoch=e),
+    )
+
+
+def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop:
+    """The reference: Lightly's transform, head(s) and loss around the same backbone.
+
+    Head widths and loss settings are our method's config, so only the implementation differs.
+    """
+    import copy
+
+    import torch
+    from lightly.models.utils import deactivate_requires_grad, update_momentum
+    from lightly.utils.scheduler import cosine_schedule
+    from torch import nn
+
+    import workbench as wb
+    from workbench.methods import get_method
+    from workbench.nn.backbones import get_backbone
+
+    torch.manual_seed(seed)
+    cls = get_method(method)
+    cfg: Any = cls.make_config()
+    backbone, dim = get_backbone("resnet18", input_size=size)
+    ours = cls(get_backbone("resnet18", input_size=size)[0], dim, cfg, max_epochs=epochs)
+    rec = wb.recipe(method, input_size=size)
+
+    if method == "simclr":
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import SimCLRProjectionHead
+        from lightly.transforms import SimCLRTransform
+
+        head = SimCLRProjectionHead(dim, cfg.hidden_dim, cfg.output_dim)
+        crit = NTXentLoss(temperature=cfg.temperature)
+        module = nn.ModuleDict({"backbone": backbone, "head": head})
+
+        def step(views: list[Any], epoch: int, step: int, max_steps: int) -> Any:
+            z0, z1 = head(backbone(torch.cat(views[:2])).flatten(1)).chunk(2)
+            return crit(z0, z1)
+
+        return Loop(
+            transform=SimCLRTransform(input_size=size),
+            module=module,
+            backbone=backbone,
+            method=ours,
+            step=step,
+        )
+
+    if method == "byol":
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+        from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform
+
+        proj = BYOLProjectionHead(dim, cfg.hidden_dim, cfg.output_dim)
+        pred = BYOLPredictionHead(cfg.output_dim, cfg.hidden_dim, cfg.output_dim)
+        bb_m, proj_m = copy.deepcopy(backbone), copy.deepcopy(proj)
+        deactivate_requires_grad(bb_m)
+        deactivate_requires_grad(proj_m)
+        crit = NegativeCosineSimilarity()
+        module = nn.ModuleDict({"backbone": backbone, "proj": proj, "pred": pred})
+        module_m = nn.ModuleDict({"bb_m": bb_m, "proj_m": proj_m})
+
+        def step(views: list[Any], epoch: int, step: int, max_steps: int) -> Any:
+            x0, x1 = views[:2]
+            p0, p1 = pred(proj(backbone(torch.cat([x0, x1])).flatten(1))).chunk(2)
+            with torch.no_grad():
+                t0 = proj_m(bb_m(x0).flatten(1))
+                t1 = proj_m(bb_m(x1).flatten(1))
+            return 0.5 * (crit(p0, t1) + crit(p1, t0))
+
+        def after(s: int, n: int) -> None:
+            mom = cosine_schedule(s, n, cfg.momentum, 1.0)
+            update_momentum(backbone, bb_m, mom)
+            update_momentum(proj, proj_m, mom)
+
+        tf = BYOLTransform(
+            view_1_transform=BYOLView1Transform(input_size=size),
+            view_2_transform=BYOLView2Transform(input_size=size),
+        )
+        loop = Loop(transform=tf, module=module, backbone=backbone, method=ours, step=step)
+        loop.after, loop.extra = after, module_m
+        return loop
+
+    if method == "dino":
+        from lightly.loss import DINOLoss
+        from lightly.models.modules import DINOProjectionHead
+        from lightly.transforms import DINOTransform
+
+        head = DINOProjectionHead(
+            dim,
+            cfg.hidden_dim,
+            cfg.bottleneck_dim,
+            cfg.output_dim,
+            freeze_last_layer=cfg.freeze_last_layer,
+            norm_last_layer=cfg.norm_last_layer,
+        )
+        t_bb, t_head = copy.deepcopy(backbone), copy.deepcopy(head)
+        deactivate_requires_grad(t_bb)
+        deactivate_requires_grad(t_head)
+        warm = cfg.warmup_teacher_temp_epochs
+        crit = DINOLoss(
+            output_dim=cfg.output_dim,
+            warmup_teacher_temp=cfg.warmup_teacher_temp,
+            teacher_temp=cfg.teacher_temp,
+            warmup_teacher_temp_epochs=min(30, epochs // 2) if warm is None else warm,
+            student_temp=cfg.student_temp,
+            center_momentum=cfg.center_momentum,
+        )
+        module = nn.ModuleDict({"backbone": backbone, "head": head})
+        locals_ = rec.group("local")
+
+        def step(views: list[Any], epoch: int, step: int, max_steps: int) -> Any:
+            g = views[:2]
+            with torch.no_grad():
+                t = t_head(t_bb(torch.cat(g)).flatten(1)).chunk(2)
+            s = [head(backbone(torch.cat(g)).flatten(1))]
+            if len(views) > 2:
+                s.append(head(backbone(torch.cat(views[2:])).flatten(1)))
+            return crit(list(t), list(torch.cat(s).chunk(len(views))), epoch=epoch)
+
+        def after(s: int, n: int) -> None:
+            mom = cosine_schedule(s, n, cfg.momentum, 1.0)
+            update_momentum(backbone, t_bb, mom)
+            update_momentum(head, t_head, mom)
+
+        tf = DINOTransform(
+            global_crop_size=size,
+            local_crop_size=int(locals_.size),
+            n_local_views=int(locals_.count),
+        )
+        loop = Loop(transform=tf, module=module, backbone=backbone, method=ours, step=step)
+        loop.after = after
+        loop.before = lambda e: head.cancel_last_layer_gradients(e)
+        loop.extra = nn.ModuleDict({"t_bb": t_bb, "t_head": t_head})
+        return loop
+
+    raise ValueError(f"No Lightly reference for method {method!r}. Valid: byol, dino, simclr")
+
+
+def make_loop(kind: str, method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop:
+    """``kind``: "plain" (our blocks) or "lightly" (the reference's blocks)."""
+    if kind == "plain":
+        return our_loop(method, size, seed, epochs)
+    if kind == "lightly":
+        return lightly_loop(method, size, seed, epochs)
+    raise ValueError(f"Unknown loop {kind!r}. Valid: lightly, plain")
+
+
+def train_loop(
+    loop: Loop,
+    ds: Any,
+    indices: Any,
+    *,
+    batch_size: int,
+    epochs: int | None = None,
+    max_steps: int | None = None,
+    num_workers: int = 1,
+    seed: int = 0,
+    device: str = "cpu",
+    amp: bool = False,
+    on_step: Callable[[int], None] | None = None,
+) -> list[float]:
+    """Train ``loop`` on ``ds[indices]`` with a shuffling, dropping DataLoader.
+
+    Returns:
+        ``time.perf_counter()`` after every optimiser step (the loss is read back each step, as
+        ``wb.train`` does for its step records, so both pay the same synchronisation).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    dl = DataLoader(
+        Indexed(ds, indices, loop.transform),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=device == "cuda",
+        generator=torch.Generator().manual_seed(seed),
+    )
+    per_epoch = len(dl)
+    total = max_steps if max_steps is not None else int(epochs or 1) * per_epoch
+    n_epochs = math.ceil(total / per_epoch)
+    peak_lr, warmup = schedule(loop.method, batch_size, per_epoch, total)
+    loop.module.to(device)
+    if getattr(loop, "extra", None) is not None:
+        loop.extra.to(device)
+    opt, sched = make_optimizer(loop.module, loop.method, peak_lr, warmup, total)
+    loop.module.train()
+    stamps: list[float] = []
+    step = 0
+    for epoch in range(n_epochs):
+        for views in dl:
+            views = [v.to(device, non_blocking=True) for v in views]
+            with torch.autocast(device, torch.bfloat16, enabled=amp):
+                loss = loop.step(views, epoch, step, total)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            loop.before(epoch)
+            opt.step()
+            sched.step()
+            loop.after(step, total)
+            float(loss.detach())
+            stamps.append(time.perf_counter())
+            step += 1
+            if on_step is not None:
+                on_step(step)
+            if step >= total:
+                return stamps
+    return stamps
+
+
+# ----------------------------------------------------------------------------- RESULTS.md
+
+READING = {
+    "throughput": (
+        "What limits these: {nproc} cores shared with other jobs (load average {load} at "
+        "the end of the last run), so absolute images/s swing several-fold between trials; "
+        "each ratio is the median of per-round ratios between trials that ran back to back, "
+        "which cancels part of that, not all (the range column shows how much is left). "
+        "The convolution forward and "
+        "backward dominate every step (the ceiling row is the model alone). The per-image "
+        "loops transform each image in a DataLoader worker, a second process competing for "
+        "the same cores; ours augments the whole cached uint8 batch with a few tensor ops in "
+        "the training process, then steps the model. Ours also pays Lightning's loop, the "
+        "step records and an end-of-epoch checkpoint inside the timed window. Peak memory "
+        "is the PSS of the process tree above the post-import baseline: the per-image loops "
+        "pay for a worker process."
+    ),
+    "probe": (
+        "On this oversubscribed machine, every multi-threaded torch op pays for OpenMP threads "
+        "waiting on cores that other jobs hold; the batched augmentation is many small "
+        "element-wise ops, so it suffers far more than the convolutions: compare its default "
+        "and one-thread rows. That is why the throughput trials above run every process "
+        "with one torch thread."
+    ),
+    "quality": (
+        "What limits it: the epoch budget that fits a loaded {nproc}-core CPU. After a "
+        "few epochs SSL features can still score below the untrained backbone (the "
+        "``random`` row; random conv features do well on digits), so a short budget compares "
+        "implementations, not final features; only gaps larger than the seed spread mean "
+        "anything. The lead's 30-epoch run is the accuracy target."
+    ),
+    "interactive": (
+        "What limits it: the import is lazy (heavy modules load on first use); the preview "
+        "redraw is CPU-bound PIL/v2 work on one thread; UMAP's first fit in a process compiles "
+        "numba code (the cold figure) and later fits are bounded by its optimisation epochs; "
+        "kNN is one (N x D) @ (D x M) matmul plus a top-k, memory-bandwidth bound."
+    ),
+}
+
+
+def _fmt(x: Any, nd: int = 1) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "-"
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def _machine_line(m: dict[str, Any]) -> str:
+    v = m.get("versions", {})
+    vs = ", ".join(f"{k} {val}" for k, val in v.items() if val)
+    return (
+        f"{m.get('date')}; {m.get('cpu')} x{m.get('nproc')}, load average "
+        f"{m.get('loadavg')} (1, 5, 15 min); {vs}"
+    )
+
+
+def _render_throughput(d: dict[str, Any], name: str) -> list[str]:
+    s, m = d["settings"], d["machine"]
+    lines = [
+        f"### Throughput: {s['method']}, {s['input_size']} px, batch {s['batch_size']}, "
+        f"{s['device']} (`{name}`)",
+        "",
+        f"- {s['model']}, {s['data']}, precision {s['precision']}.",
+        f"- Command: `{m['command']}`",
+        f"- Machine: {_machine_line(m)}",
+        f"- {s['steps']} timed steps after {s['warmup']} warm-up steps per trial, "
+        f"{s['repeats']} trials per contender, alternating; per-image loops use "
+        f"{s['workers']} DataLoader worker(s); torch threads per process: "
+        f"{s.get('torch_threads', 'torch default')}. Medians.",
+        "",
+        "| contender | images/s | views/s | images/s (median step) | peak memory (MiB) "
+        "| ours / this | range over rounds | augmentation |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    ours = d["trials"].get("ours", [])
+    for cname, r in d["summary"].items():
+        ratio = d["ratios"].get(f"ours/{cname}")
+        per = [o["images_per_s"] / x["images_per_s"] for o, x in zip(ours, d["trials"][cname])]
+        rng = f"{min(per):.2f} - {max(per):.2f}" if ratio and per else "-"
+        lines.append(
+            f"| {cname} | {_fmt(r['images_per_s'])} | {_fmt(r['views_per_s'])} | "
+            f"{_fmt(r['images_per_s_median_step'])} | {_fmt(r['peak_mem_mib'], 0)} | "
+            f"{_fmt(ratio, 2) if ratio else '1'} | {rng} | {r['augmentation']} |"
+        )
+    lines.append("")
+    probe = d.get("augment_probe_s_per_batch")
+    if probe:
+        lines += [
+            f"Data path alone, seconds per batch of {s['batch_size']} images (all views), one "
+            f"process, alternating, medians (`{d.get('augment_probe_command', m['command'])}`):",
+            "",
+            "| augmentation | s / batch |",
+            "|---|---:|",
+            *[f"| {k} | {_fmt(v, 3)} |" for k, v in probe.items()],
+            "",
+        ]
+    return lines
+
+
+def _render_quality(d: dict[str, Any], name: str) -> list[str]:
+    s, m = d["settings"], d["machine"]
+    lines = [
+        f"### kNN top-1 after {s['epochs']} epoch(s): {s['method']} (`{name}`)",
+        "",
+        f"- {s['model']}, {s['input_size']} px, batch {s['batch_size']}, seeds {s['seeds']}.",
+        f"- Command: `{m['command']}`",
+        f"- Machine: {_machine_line(m)}",
+        f"- Torch threads: {s.get('torch_threads')}; reference DataLoader workers: "
+        f"{s.get('reference_workers')}.",
+        f"- Held-out {int(s['val_fraction'] * 100)}% (stratified, per seed), kNN k="
+        f"{s['knn']['k']}, t={s['knn']['temperature']}, cosine, "
+        "`workbench.eval.knn_accuracy` for every contender.",
+        "",
+        "| data | contender | mean | std | min | max | train time (s, median) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for data, r in d["results"].items():
+        for name, q in r["summary"].items():
+            lines.append(
+                f"| {data} | {name} | {_fmt(q['mean'], 4)} | {_fmt(q['std'], 4)} | "
+                f"{_fmt(q['min'], 4)} | {_fmt(q['max'], 4)} | {_fmt(q['seconds'], 0)} |"
+            )
+    lines.append("")
+    return lines
+
+
+def _render_interactive(d: dict[str, Any], name: str) -> list[str]:
+    m = d["machine"]
+    imp, pv, knn = d["import"], d["preview"], d["knn"]
+    lines = [
+        "### Interactive latencies",
+        "",
+        f"- Command: `{m['command']}`",
+        f"- Machine: {_machine_line(m)}",
+        "",
+        "| what | ours | reference (same run) | reference |",
+        "|---|---:|---:|---|",
+        f"| import (s, best of {d['settings']['imports']}) | "
+        f"{_fmt(imp['workbench_best_s'], 3)} | {_fmt(imp['torch_best_s'], 3)} | `import torch` |",
+        f"| import (s) | {_fmt(imp['workbench_best_s'], 3)} | "
+        f"{_fmt(imp['lightly_blocks_best_s'], 3)} | Lightly's transforms, losses, heads |",
+        f"| preview redraw (ms, median; {pv['setting']}) | {_fmt(pv['redraw_median_ms'], 0)} | "
+        f"{_fmt(pv['matplotlib_median_ms'], 0)} | same preview through matplotlib |",
+        f"| kNN {knn['bank']} bank, {knn['queries']} queries (s) | "
+        f"{_fmt(knn['knn_accuracy_s'], 2)} | {_fmt(knn['sklearn_knn_s'], 2)} | "
+        "sklearn KNeighborsClassifier, brute, cosine |",
+    ]
+    pr = d["projection"]
+    lines.append(
+        f"| UMAP first fit in a process (s, numba compile) | {_fmt(pr['umap_cold_s'], 1)} | "
+        f"{_fmt(pr.get('umap_learn_cold_s'), 1)} | umap-learn called directly |"
+    )
+    for key, r in pr.items():
+        if not isinstance(r, dict):
+            continue
+        lines.append(
+            f"| PCA {key} (s) | {_fmt(r['pca_s'], 2)} | {_fmt(r['sklearn_pca_s'], 2)} | "
+            "sklearn PCA(2) |"
+        )
+        lines.append(
+            f"| UMAP {key} (s, warm) | {_fmt(r['umap_s'], 1)} | "
+            f"{_fmt(r.get('umap_learn_default_s'), 1)} | umap-learn defaults, cosine |"
+        )
+    lines.append("")
+    return lines
+
+
+def _wrap(line: str, width: int = 100) -> str:
+    """Wrap prose and list items to ``width``; tables and headings stay on one line."""
+    import textwrap
+
+    if len(line) <= width or line.startswith(("|", "#")):
+        return line
+    indent = "  " if line.startswith("- ") else ""
+    return textwrap.fill(line, width, subsequent_indent=indent, break_on_hyphens=False)
+
+
+def render(path: Path | None = None) -> Path:
+    """Write RESULTS.md from the (non-quick) JSON results in benchmarks/results/."""
+    path = path or Path(__file__).parent / "RESULTS.md"
+    out = [
+        "# Benchmark results",
+        "",
+        "Generated by `python benchmarks/common.py` (and at the end of every benchmark run) from "
+        "`benchmarks/results/*.json`; do not edit by hand. Every figure was measured with a "
+        "reference in the same run; ratios are ours / reference unless the column says "
+        "otherwise. Reproduce with the command on each section (the `bench` extra installs "
+        "Lightly SSL).",
+        "",
+        "GPU: no GPU machine was lent while these were taken, so only CPU figures are here. "
+        "`train_throughput.py --device cuda --input-size 96 --batch-size 256` (and 224) runs the "
+        "same comparison on a GPU (ours in bf16-mixed, the references under bf16 autocast).",
+        "",
+    ]
+    groups = (
+        ("## Training throughput", "throughput", _render_throughput),
+        ("## Accuracy at equal epochs", "quality", _render_quality),
+        ("## Interactive", "interactive", _render_interactive),
+    )
+    for title, key, fn in groups:
+        out += [title, ""]
+        files = [p for p in sorted(RESULTS.glob(f"{key}*.json")) if "quick" not in p.stem]
+        if not files:
+            out += ["(not measured yet)", ""]
+            continue
+        machine: dict[str, Any] = {}
+        for f in files:
+            d = json.loads(f.read_text())
+            machine = d["machine"]
+            out += fn(d, f.name)
+        load = machine.get("loadavg", ["?"])[0]
+        out += [READING[key].format(nproc=machine.get("nproc"), load=load), ""]
+        if key == "throughput":
+            out += [READING["probe"], ""]
+    text = "\n".join(_wrap(line) for line in out).rstrip() + "\n"
+    path.write_text(text)
+    return path
+
+
+if __name__ == "__main__":
+    print(render())
