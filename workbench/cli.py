@@ -72,12 +72,11 @@ class ProgressPrinter:
         """One line per epoch (also when not on a terminal)."""
         self.last_knn = rec.get("knn_acc")
         knn = f", kNN {rec['knn_acc']:.3f}" if rec.get("knn_acc") is not None else ""
-        end = "\n" if not self.tty else "\n"
         self.stream.write(
             ("\r" if self.tty else "")
             + f"epoch {rec['epoch'] + 1}/{rec['epochs']}: loss {rec['loss']:.4f}, std "
             f"{rec['rep_std']:.4f} (healthy ~{rec['rep_std_ref']:.4f}){knn}, "
-            f"{rec['images_per_s']:.0f} img/s" + " " * 10 + end
+            f"{rec['images_per_s']:.0f} img/s" + " " * 10 + "\n"
         )
         self.stream.flush()
 
@@ -142,23 +141,20 @@ def write_demo_plots(run: Any, data: Any = None) -> list[Path]:
     p = run.out / "training_curves.png"
     p.write_bytes(figure_to_png(training_curves(run)))
     paths.append(p)
-    try:
-        from workbench.eval import embed, project
-        from workbench.plots import embedding_map
+    from workbench.eval import embed, project
+    from workbench.plots import embedding_map
 
-        emb = embed(run, data if data is not None else run.config["data"], batch_size=256)
-        xy = project(emb.features, method="pca")
-        fig = embedding_map(
-            xy,
-            labels=emb.labels,
-            class_names=emb.class_names,
-            title=f"{run.config['method']} embeddings (PCA)",
-        )
-        p = run.out / "embedding_map.png"
-        p.write_bytes(figure_to_png(fig))
-        paths.append(p)
-    except (ImportError, AttributeError):  # the embeddings module is optional for the demo
-        pass
+    emb = embed(run, data if data is not None else run.config["data"], batch_size=256)
+    xy = project(emb.features, method="pca")
+    fig = embedding_map(
+        xy,
+        labels=emb.labels,
+        class_names=emb.class_names,
+        title=f"{run.config['method']} embeddings (PCA)",
+    )
+    p = run.out / "embedding_map.png"
+    p.write_bytes(figure_to_png(fig))
+    paths.append(p)
     return paths
 
 

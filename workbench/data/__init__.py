@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from workbench.data.dataset import ImageDataset, SkippedFile
+from workbench.data.dataset import ImageDataset, SkippedFile, TransformedImages
 from workbench.data.images import IMAGE_EXTENSIONS, ImageReadError, read_image, to_rgb
 from workbench.data.split import stratified_split
 
@@ -15,6 +15,7 @@ __all__ = [
     "ImageDataset",
     "ImageReadError",
     "SkippedFile",
+    "TransformedImages",
     "list_datasets",
     "load_dataset",
     "read_image",

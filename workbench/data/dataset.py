@@ -21,6 +21,30 @@ class SkippedFile:
         return f"{self.path}: {self.reason}"
 
 
+class TransformedImages:
+    """An ImageDataset (or some of its items) seen through a per-image transform.
+
+    ``item[i] = transform(image of ds[indices[i]])``. A module-level class holding indices rather
+    than a subset (whose loader is a closure), so it unpickles in DataLoader workers under fork,
+    spawn and forkserver alike.
+    """
+
+    def __init__(
+        self, ds: ImageDataset, transform: Callable[[Image.Image], Any],
+        indices: Sequence[int] | np.ndarray | None = None,
+    ) -> None:  # fmt: skip
+        self.ds = ds
+        self.transform = transform
+        self.indices = None if indices is None else np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.ds) if self.indices is None else len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        j = i if self.indices is None else int(self.indices[i])
+        return self.transform(self.ds[j][0])
+
+
 class ImageDataset:
     """A labelled or unlabelled set of RGB images.
 

@@ -14,10 +14,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from workbench.data import ImageDataset, load_dataset
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from workbench.augment.recipes import IMAGENET_MEAN, IMAGENET_STD
+from workbench.data import ImageDataset, TransformedImages, load_dataset
 
 
 @dataclass
@@ -145,23 +143,6 @@ def eval_transform(
             v2.Normalize(list(mean), list(std)),
         ]
     )
-
-
-class TransformedImages(torch.utils.data.Dataset):
-    """An ImageDataset seen through a per-image transform: ``ds[i] -> transform(image_i)``.
-
-    Defined at module level so it unpickles in DataLoader workers (spawn and forkserver).
-    """
-
-    def __init__(self, data: ImageDataset, transform: Callable[[Image.Image], torch.Tensor]):
-        self.data = data
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.transform(self.data[i][0].convert("RGB"))
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -322,8 +303,9 @@ def embed(
     mean = tuple(mean if mean is not None else config.get("mean") or IMAGENET_MEAN)
     std = tuple(std if std is not None else config.get("std") or IMAGENET_STD)
     dev = resolve_device(device)
+    images: Any = TransformedImages(ds, eval_transform(size, mean, std))  # a map-style dataset
     loader = torch.utils.data.DataLoader(
-        TransformedImages(ds, eval_transform(size, mean, std)),
+        images,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

@@ -115,6 +115,26 @@ def _vote(
     return scores
 
 
+def _scores(
+    train_feats: ArrayLike,
+    train_labels: ArrayLike,
+    test_feats: ArrayLike,
+    test_labels: ArrayLike,
+    k: int,
+    temperature: float,
+    num_classes: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Validated kNN class scores (N_test, C) on the CPU, the true labels and C."""
+    queries = _as_features(test_feats, "test_feats")
+    y = _as_labels(test_labels, queries.shape[0], "test_labels")
+    ytr = _as_labels(
+        train_labels, _as_features(train_feats, "train_feats").shape[0], "train_labels"
+    )
+    c = max(int(ytr.max()), int(y.max())) + 1 if num_classes is None else int(num_classes)
+    scores = knn_predict(train_feats, ytr, queries, k, temperature, num_classes=c)
+    return scores.cpu(), y.cpu(), c
+
+
 def knn_accuracy(
     train_feats: ArrayLike,
     train_labels: ArrayLike,
@@ -136,14 +156,8 @@ def knn_accuracy(
     Returns:
         Fraction of queries whose highest-scoring class is their label, in [0, 1].
     """
-    queries = _as_features(test_feats, "test_feats")
-    y = _as_labels(test_labels, queries.shape[0], "test_labels")
-    ytr = _as_labels(
-        train_labels, _as_features(train_feats, "train_feats").shape[0], "train_labels"
-    )
-    c = max(int(ytr.max()), int(y.max())) + 1
-    scores = knn_predict(train_feats, ytr, queries, k, temperature, num_classes=c)
-    return float((scores.argmax(dim=1).cpu() == y.cpu()).float().mean())
+    scores, y, _ = _scores(train_feats, train_labels, test_feats, test_labels, k, temperature)
+    return float((scores.argmax(dim=1) == y).float().mean())
 
 
 def knn_report(
@@ -171,14 +185,10 @@ def knn_report(
         absent from the test set), "confusion": np.ndarray (C, C) int64 (rows: true,
         columns: predicted), "predictions": np.ndarray (N_test,) int64}``.
     """
-    queries = _as_features(test_feats, "test_feats")
-    y = _as_labels(test_labels, queries.shape[0], "test_labels")
-    ytr = _as_labels(
-        train_labels, _as_features(train_feats, "train_feats").shape[0], "train_labels"
+    scores, y, c = _scores(
+        train_feats, train_labels, test_feats, test_labels, k, temperature, num_classes
     )
-    c = max(int(ytr.max()), int(y.max())) + 1 if num_classes is None else int(num_classes)
-    scores = knn_predict(train_feats, ytr, queries, k, temperature, num_classes=c)
-    return _report(scores.cpu(), y.cpu(), c)
+    return _report(scores, y, c)
 
 
 def knn_leave_one_out(

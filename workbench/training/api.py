@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from workbench.augment.recipes import IMAGENET_MEAN, IMAGENET_STD
 from workbench.runs import CHECKPOINT, Run, RunWriter, new_run_dir, prepare_out
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 EVAL_BANK_MAX = 5000  # kNN bank images (train split) kept for the per-epoch monitor
 EVAL_QUERY_MAX = 2000  # held-out query images
 
@@ -210,16 +209,18 @@ def train(
             kw["input_size"] = size
         ssl = method_cls(backbone, feature_dim, cfg, **kw)
 
+        from workbench.training.data import CACHE_BYTES_LIMIT, cache_size_for, decode_to_tensor
+
         per_image = augment_on == "workers" or multiview is not None
         cache_side = None
         if not per_image:
-            from workbench.training.data import CACHE_BYTES_LIMIT, cache_size_for
-
             cache_side = cache_size_for(ds, size)
             if augment_on == "auto" and len(ds) * 3 * cache_side**2 > CACHE_BYTES_LIMIT:
                 per_image = True
+        # Decoded once: the training cache, which also serves as the kNN bank when it fits.
+        train_images = None if per_image else decode_to_tensor(ds, train_idx, int(cache_side))  # type: ignore[arg-type]
         loader, augment = _build_loader(
-            ds, train_idx, recipe, multiview, per_image, cache_side, batch_size, num_workers, seed
+            ds, train_idx, recipe, multiview, train_images, batch_size, num_workers, seed
         )
         steps_per_epoch = len(loader) // max(1, world) if world > 1 else len(loader)
         total_steps = max_steps or epochs * max(1, steps_per_epoch)
@@ -228,8 +229,10 @@ def train(
         channels_last = accelerator in ("gpu", "cuda") and not model_name.startswith("vit")
 
         from workbench.training.callbacks import EvalSet, MonitorCallback, UserCallbacks
-        from workbench.training.data import decode_to_tensor
         from workbench.training.module import SSLModule
+
+        mean = tuple(recipe.mean if recipe is not None else IMAGENET_MEAN)
+        std = tuple(recipe.std if recipe is not None else IMAGENET_STD)
 
         eval_set = None
         if len(val_idx):
@@ -244,13 +247,14 @@ def train(
                 if len(val_idx) <= EVAL_QUERY_MAX
                 else np.sort(rng.choice(val_idx, EVAL_QUERY_MAX, replace=False))
             )
+            reuse = train_images is not None and cache_side == size and bank_idx is train_idx
             eval_set = EvalSet(
-                decode_to_tensor(ds, bank_idx, size),
+                train_images if reuse else decode_to_tensor(ds, bank_idx, size),  # type: ignore[arg-type]
                 labels[bank_idx],  # type: ignore[index]
                 decode_to_tensor(ds, q_idx, size),
                 labels[q_idx],  # type: ignore[index]
-                recipe.mean,
-                recipe.std,
+                mean,
+                std,
             )
 
         module = SSLModule(
@@ -293,8 +297,8 @@ def train(
             "feature_dim": feature_dim,
             "method_args": cfg.to_dict(),
             "transform": recipe.to_dict() if recipe is not None else repr(multiview),
-            "mean": list(recipe.mean) if recipe is not None else list(IMAGENET_MEAN),
-            "std": list(recipe.std) if recipe is not None else list(IMAGENET_STD),
+            "mean": list(mean),
+            "std": list(std),
             "versions": _versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "resumed": bool(resume),
@@ -385,8 +389,7 @@ def _build_loader(
     train_idx: np.ndarray,
     recipe: Any,
     multiview: Any,
-    per_image: bool,
-    cache_side: int | None,
+    train_images: Any,
     batch_size: int,
     num_workers: Any,
     seed: int,
@@ -394,25 +397,22 @@ def _build_loader(
     import torch
     from torch.utils.data import DataLoader
 
-    from workbench.training.data import (
-        CachedImages,
-        TransformedImages,
-        decode_to_tensor,
-        resolve_num_workers,
-    )
+    from workbench.data import TransformedImages
+    from workbench.training.data import CachedImages, resolve_num_workers
 
+    per_image = train_images is None
     workers = resolve_num_workers(num_workers, per_image)
     gen = torch.Generator().manual_seed(seed)
     if per_image:
         from workbench.augment import make_transform
 
         transform = multiview if multiview is not None else make_transform(recipe)
-        dataset: Any = TransformedImages(ds, train_idx, transform)
+        dataset: Any = TransformedImages(ds, transform, train_idx)
         augment = None
     else:
         from workbench.augment.batched import BatchedViews
 
-        dataset = CachedImages(decode_to_tensor(ds, train_idx, int(cache_side)))  # type: ignore[arg-type]
+        dataset = CachedImages(train_images)
         augment = BatchedViews(recipe)
     loader = DataLoader(
         dataset,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from typing import Any
 
 import numpy as np
 import torch
@@ -58,21 +57,6 @@ class CachedImages(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.images[i]
-
-
-class TransformedImages(Dataset):
-    """Items of an ImageDataset through a per-image multi-view transform (in DataLoader workers)."""
-
-    def __init__(self, ds: ImageDataset, indices: np.ndarray, transform: Any) -> None:
-        self.ds = ds
-        self.indices = np.asarray(indices)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> list[torch.Tensor]:
-        return list(self.transform(self.ds[int(self.indices[i])][0]))
 
 
 def resolve_num_workers(num_workers: int | str, per_image: bool) -> int:
