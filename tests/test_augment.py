@@ -440,3 +440,19 @@ def test_blur_sigma_scales_with_input_size() -> None:
     assert explicit.groups[0].blur_sigma == (0.5, 1.0)
     assert wb.recipe("simclr", **r.overrides()) == r
     assert wb.recipe("simclr", **explicit.overrides()) == explicit
+
+
+@pytest.mark.parametrize("method", sorted(wb.list_methods()))
+def test_small_image_profile(method: str) -> None:
+    """At <= 64 px every method drops blur; SimCLR also halves colour strength (B.9)."""
+    small = wb.recipe(method, input_size=32)
+    large = wb.recipe(method, input_size=96)
+    assert all(g.blur_prob == 0.0 for g in small.groups)
+    assert [g.blur_prob for g in large.groups] == [g.blur_prob for g in wb.recipe(method).groups]
+    expected_cj = 0.5 if method == "simclr" else wb.recipe(method).groups[0].cj_strength
+    assert small.groups[0].cj_strength == expected_cj
+    # Explicit keys win, and "Copy as code" still round-trips.
+    kept = wb.recipe(method, input_size=32, blur_prob=0.3, cj_strength=1.0)
+    assert all(g.blur_prob == 0.3 and g.cj_strength == 1.0 for g in kept.groups)
+    for r in (small, kept):
+        assert wb.recipe(method, **r.overrides()) == r

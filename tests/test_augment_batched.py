@@ -92,6 +92,7 @@ def test_color_jitter_statistics():
         input_size=8,
         crop_scale=(1.0, 1.0),
         cj_prob=1.0,
+        cj_strength=1.0,
         cj_contrast=0.0,
         cj_saturation=0.0,
         cj_hue=0.0,

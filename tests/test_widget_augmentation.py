@@ -42,14 +42,16 @@ def test_changing_a_control_changes_the_preview(images) -> None:
     assert ex.recipe.groups[0].cj_prob == 0.0
     assert ex.transform.recipe == ex.recipe
     assert "cj_prob=0.0" in ex.code
-    for key in ("view_crop_scale", "view_blur_sigma", "view_size", "view_count"):
+    ex.controls["view_blur_prob"].value = 1.0  # off by default at <= 64 px
+    changes = {
+        "view_crop_scale": (0.5, 0.9),
+        "view_blur_sigma": (0.5, 1.0),
+        "view_size": 24,
+        "view_count": 3,
+    }
+    for key, value in changes.items():
         previous = ex.preview.value
-        ctrl = ex.controls[key]
-        ctrl.value = (
-            (0.5, 0.9)
-            if key == "view_crop_scale"
-            else ((0.5, 1.0) if key == "view_blur_sigma" else (24 if key == "view_size" else 3))
-        )
+        ex.controls[key].value = value
         assert ex.preview.value != previous, key
     assert ex.recipe.view_sizes == [24, 24, 24]
 

@@ -34,6 +34,13 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 # DINO's local/global crop size ratio (96 / 224); `input_size=` scales local crops by it.
 LOCAL_TO_GLOBAL = 96 / 224
 MIN_SIZE = 8  # smallest view side we accept (a 3x3 conv stem needs a few pixels)
+# At or below this global view side (CIFAR scale) `input_size=` switches to the papers' small-image
+# settings: no Gaussian blur for every method (SimCLR [0] appendix B.9; the reference library's
+# CIFAR-10 benchmarks do the same for every method), plus SMALL_IMAGE_CHANGES per method.
+SMALL_IMAGE = 64
+SMALL_IMAGE_CHANGES: dict[str, dict[str, Any]] = {
+    "simclr": {"cj_strength": 0.5},  # SimCLR [0] appendix B.9: colour strength 0.5 on CIFAR-10
+}
 KINDS = ("global", "local")
 
 
@@ -554,6 +561,9 @@ def _apply(base: Recipe, overrides: Mapping[str, Any]) -> Recipe:
             # CIFAR recipes switch blur off).
             f = changes["size"] / g.size
             changes["blur_sigma"] = (g.blur_sigma[0] * f, g.blur_sigma[1] * f)
+            if size_from_input["global"] <= SMALL_IMAGE:
+                changes["blur_prob"] = 0.0
+                changes.update(SMALL_IMAGE_CHANGES.get(base.method, {}))
         changes.update(everywhere)
         changes.update(per_group[g.name])
         groups.append(dataclasses.replace(g, **changes) if changes else g)
@@ -576,6 +586,8 @@ def recipe(method: str = "simclr", **overrides: Any) -> Recipe:
         - ``input_size=`` sets every global group's size and scales local sizes by 96/224
           (rounded, at least 8) unless ``local_size`` is also given; the blur sigma range
           scales with the view size too (sigma is in pixels; the papers' values are at 224 px).
+          At ``input_size <= 64`` (CIFAR scale) the papers' small-image settings apply: no blur,
+          and SimCLR's colour strength 0.5 (:data:`SMALL_IMAGE_CHANGES`). Explicit keys win.
         - ``mean=``, ``std=``, ``normalize=`` set the normalisation.
 
     Group-specific keys win over ``<field>`` keys, which win over ``input_size``.
