@@ -22,7 +22,10 @@ class SimCLRConfig(MethodConfig):
 
     hidden_dim: int = 512  # projection MLP hidden width (paper: 2048 for ResNet-50)
     output_dim: int = 128  # projection output (paper: 128)
-    temperature: float = 0.5  # NT-Xent temperature (paper Table 5: 0.5 at batch <= 512)
+    # NT-Xent temperature. The paper's Table 5 finds 0.1 best at 100 epochs (0.5 only after long
+    # training); short runs learn much faster with 0.1: digits, 30 epochs, kNN 0.92 vs 0.84 with
+    # 0.5 (benchmarks/simclr_study.md).
+    temperature: float = 0.1
     gather_distributed: bool = True  # negatives from every GPU under DDP
 
 
@@ -44,6 +47,10 @@ class SimCLR(Method):
         backbones=("resnet18-small", "resnet18", "resnet50"),
         paper="SimCLR, 2020, https://arxiv.org/abs/2002.05709",
     )
+
+    # At temperature 0.1 the loss's gradients are 5x those at 0.5: half the shared SGD base rate
+    # is steadier (digits, 30 epochs, 3 seeds: kNN 0.925 +- 0.014 vs 0.908 +- 0.013).
+    base_lr = {"sgd": 0.06, "adamw": 1e-3}
 
     def __init__(
         self, backbone: nn.Module, feature_dim: int, config: SimCLRConfig, **kw: Any
