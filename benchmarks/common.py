@@ -294,10 +294,27 @@ def our_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop:
     )
 
 
+def lightly_view_kwargs(spec: Any) -> dict[str, Any]:
+    """Keyword arguments of Lightly's view transforms with the values of one of our ViewSpecs."""
+    return dict(
+        cj_prob=spec.cj_prob,
+        cj_strength=spec.cj_strength,
+        cj_bright=spec.cj_brightness,
+        cj_contrast=spec.cj_contrast,
+        cj_sat=spec.cj_saturation,
+        cj_hue=spec.cj_hue,
+        random_gray_scale=spec.gray_prob,
+        sigmas=tuple(spec.blur_sigma),
+        hf_prob=spec.hflip_prob,
+    )
+
+
 def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop:
     """The reference: Lightly's transform, head(s) and loss around the same backbone.
 
-    Head widths and loss settings are our method's config, so only the implementation differs.
+    Head widths, loss settings and augmentation values are our method's defaults at this input
+    size (e.g. no blur at <= 64 px, as Lightly's own CIFAR-10 benchmarks), so only the
+    implementation differs.
     """
     import copy
 
@@ -331,7 +348,12 @@ def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop
             return crit(z0, z1)
 
         return Loop(
-            transform=SimCLRTransform(input_size=size),
+            transform=SimCLRTransform(
+                input_size=size,
+                min_scale=rec.groups[0].crop_scale[0],
+                gaussian_blur=rec.groups[0].blur_prob,
+                **lightly_view_kwargs(rec.groups[0]),
+            ),
             module=module,
             backbone=backbone,
             method=ours,
@@ -365,9 +387,22 @@ def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop
             update_momentum(backbone, bb_m, mom)
             update_momentum(proj, proj_m, mom)
 
+        v1, v2 = rec.group("view1"), rec.group("view2")
         tf = BYOLTransform(
-            view_1_transform=BYOLView1Transform(input_size=size),
-            view_2_transform=BYOLView2Transform(input_size=size),
+            view_1_transform=BYOLView1Transform(
+                input_size=size,
+                min_scale=v1.crop_scale[0],
+                gaussian_blur=v1.blur_prob,
+                solarization_prob=v1.solarize_prob,
+                **lightly_view_kwargs(v1),
+            ),
+            view_2_transform=BYOLView2Transform(
+                input_size=size,
+                min_scale=v2.crop_scale[0],
+                gaussian_blur=v2.blur_prob,
+                solarization_prob=v2.solarize_prob,
+                **lightly_view_kwargs(v2),
+            ),
         )
         loop = Loop(transform=tf, module=module, backbone=backbone, method=ours, step=step)
         loop.after, loop.extra = after, module_m
@@ -378,15 +413,20 @@ def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop
         from lightly.models.modules import DINOProjectionHead
         from lightly.transforms import DINOTransform
 
-        head = DINOProjectionHead(
-            dim,
-            cfg.hidden_dim,
-            cfg.bottleneck_dim,
-            cfg.output_dim,
-            freeze_last_layer=cfg.freeze_last_layer,
-            norm_last_layer=cfg.norm_last_layer,
-        )
-        t_bb, t_head = copy.deepcopy(backbone), copy.deepcopy(head)
+        def dino_head() -> Any:
+            return DINOProjectionHead(
+                dim,
+                cfg.hidden_dim,
+                cfg.bottleneck_dim,
+                cfg.output_dim,
+                freeze_last_layer=cfg.freeze_last_layer,
+                norm_last_layer=cfg.norm_last_layer,
+            )
+
+        head = dino_head()
+        # Lightly's head uses weight_norm, whose computed weight cannot be deep-copied.
+        t_bb, t_head = copy.deepcopy(backbone), dino_head()
+        t_head.load_state_dict(head.state_dict())
         deactivate_requires_grad(t_bb)
         deactivate_requires_grad(t_head)
         warm = cfg.warmup_teacher_temp_epochs
@@ -415,10 +455,16 @@ def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop
             update_momentum(backbone, t_bb, mom)
             update_momentum(head, t_head, mom)
 
+        g1, g2 = rec.group("global1"), rec.group("global2")
         tf = DINOTransform(
             global_crop_size=size,
+            global_crop_scale=tuple(g1.crop_scale),
             local_crop_size=int(locals_.size),
+            local_crop_scale=tuple(locals_.crop_scale),
             n_local_views=int(locals_.count),
+            gaussian_blur=(g1.blur_prob, g2.blur_prob, locals_.blur_prob),
+            solarization_prob=g2.solarize_prob,
+            **lightly_view_kwargs(g1),
         )
         loop = Loop(transform=tf, module=module, backbone=backbone, method=ours, step=step)
         loop.after = after
