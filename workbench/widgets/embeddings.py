@@ -604,13 +604,16 @@ class EmbeddingExplorer(widgets.VBox):
         if self.projection is None:
             return
         emb = self.embeddings
-        maps: list[tuple[np.ndarray, np.ndarray, str]] = [
-            (self.projection, self.neighbor_indices, self.names[0])
+        maps: list[tuple[np.ndarray, np.ndarray, str, Any]] = [
+            (self.projection, self.neighbor_indices, self.names[0], self.knn)
         ]
         if self.compare_projection is not None:
             cnb = self.compare_neighbor_indices
             none = np.zeros(0, dtype=np.int64)
-            maps.append((self.compare_projection, cnb if cnb is not None else none, self.names[1]))
+            maps.append(
+                (self.compare_projection, cnb if cnb is not None else none, self.names[1],
+                 self.compare_knn)
+            )  # fmt: skip
         labelled = emb.labels is not None
         width = (7.0 if labelled else 5.6) * len(maps)
         fig = new_figure(width, 5.2)
@@ -621,9 +624,11 @@ class EmbeddingExplorer(widgets.VBox):
             rng = np.random.default_rng(0)
             chosen = rng.choice(n, size=min(self.n_thumbnails, n), replace=False)
             thumbs = {int(j): self._thumb(int(j)) for j in chosen}
-        for ax, (xy, nb, name) in zip(axes, maps):
+        for ax, (xy, nb, name, knn) in zip(axes, maps):
             hl = None if self.selected is None else [self.selected, *[int(j) for j in nb]]
             title = f"{name} ({self.projection_method.upper()})"
+            if knn is not None:
+                title += f", kNN top-1 {knn['top1']:.3f}"
             embedding_map(xy, emb.labels, emb.class_names, highlight=hl,
                           point_size=self.point_size.value, title=title, ax=ax,
                           thumbnails=thumbs, thumbnail_zoom=0.7)  # fmt: skip
