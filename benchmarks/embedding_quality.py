@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+# WORKBENCH_BENCH_RESULTS redirects the outputs (the tests write into a temporary folder).
+RESULTS = Path(os.environ.get("WORKBENCH_BENCH_RESULTS", Path(__file__).parent / "results"))
 
 
 def main() -> None:
@@ -32,7 +34,10 @@ def main() -> None:
     p.add_argument("--reducer", default="umap", choices=["umap", "pca", "tsne"])
     p.add_argument("--select", type=int, default=0, help="image whose neighbours are shown")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--quick", action="store_true", help="1 epoch, PCA, run kept under --out-dir")
     args = p.parse_args()
+    if args.quick:
+        args.epochs, args.reducer = 1, "pca"
 
     import workbench as wb
     from workbench.widgets.embeddings import random_init_like
@@ -41,7 +46,8 @@ def main() -> None:
     if args.run is not None:
         run = wb.load_run(args.run)
     else:
-        run = wb.train(args.data, method=args.method, epochs=args.epochs)
+        runs_root = args.out_dir / "runs" if args.quick else "runs"
+        run = wb.train(args.data, method=args.method, epochs=args.epochs, runs_root=runs_root)
     train_minutes = (time.perf_counter() - t0) / 60
     cfg = run.config
     ds = wb.load_dataset(cfg["data"])
@@ -60,8 +66,8 @@ def main() -> None:
                               background=False)  # fmt: skip
     ex.select(args.select)
     explorer_s = time.perf_counter() - t1
-    if ex.error.value:
-        raise SystemExit(f"EmbeddingExplorer reported an error: {ex.error.value}")
+    if ex.error:
+        raise SystemExit(f"EmbeddingExplorer reported an error: {ex.error}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     tag = cfg["data"] if isinstance(cfg["data"], str) else "data"
     map_png = args.out_dir / f"embedding_trained_vs_random_{tag}.png"

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+# WORKBENCH_BENCH_RESULTS redirects the outputs (the tests write into a temporary folder).
+RESULTS = Path(os.environ.get("WORKBENCH_BENCH_RESULTS", Path(__file__).parent / "results"))
 PAPER = {"temperature": 0.5, "blur_prob": 0.5, "cj_strength": 1.0}  # the 224 px paper recipe
 SMALL = {"temperature": 0.5, "blur_prob": 0.0, "cj_strength": 0.5}  # + small-image recipe (B.9)
 
@@ -115,8 +117,13 @@ def main() -> None:
     p.add_argument("--trials", nargs="+", default=list(TRIALS), choices=list(TRIALS))
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--list", action="store_true", help="print the trials and exit")
-    p.add_argument("--out", type=Path, default=RESULTS / "simclr_study.jsonl")
+    p.add_argument("--out", type=Path, default=None, help="default: results/simclr_study.jsonl")
+    p.add_argument("--quick", action="store_true", help="one trial, one epoch (for the test)")
     args = p.parse_args()
+    if args.quick:
+        args.trials, args.epochs = ["t0.1"], 1
+    stem = "simclr_study_quick" if args.quick else "simclr_study"
+    args.out = args.out or RESULTS / f"{stem}.jsonl"
     if args.list:
         for name, s in TRIALS.items():
             print(name, s)

@@ -64,3 +64,27 @@ def test_render_writes_markdown(tmp_path: Path) -> None:
     text = out.read_text()
     assert text.startswith("# Benchmark results")
     assert all(len(line) <= 100 for line in text.splitlines() if not line.startswith("|"))
+
+
+@pytest.mark.slow
+def test_simclr_study_quick(tmp_path: Path) -> None:
+    _run("simclr_study.py", tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "simclr_study_quick.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["trial"] == "t0.1" and rows[0]["epochs"] == 1
+    assert 0.0 < rows[0]["knn_top1"] <= 1.0
+    assert "| t0.1 | 0.1 |" in (tmp_path / "simclr_study_quick.md").read_text()
+
+
+@pytest.mark.slow
+def test_embedding_quality_quick(tmp_path: Path) -> None:
+    _run("embedding_quality.py", tmp_path, "--out-dir", str(tmp_path))
+    row = json.loads((tmp_path / "embedding_quality.json").read_text())
+    assert set(row["heldout_knn_top1"]) == {"trained", "random init"}
+    for name in row["figures"]:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "runs").is_dir()  # the quick run stays out of the repository
+
+
+@pytest.mark.slow
+def test_method_quality_quick(tmp_path: Path) -> None:
+    _run("method_quality.py", tmp_path, "--methods", "simclr", "byol")
