@@ -227,6 +227,25 @@ def backbone_features(backbone: Any, ds: Any, indices: Any, size: int) -> Any:
     return torch.cat(out).numpy()
 
 
+def heldout_knn(
+    model: Any,
+    ds: Any,
+    *,
+    input_size: int,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    mean: Any = None,
+    std: Any = None,
+) -> float:
+    """kNN top-1 (k=200, t=0.1) of ``wb.embed`` features on wb.train's held-out split."""
+    import workbench as wb
+
+    emb = wb.embed(model, ds, input_size=input_size, mean=mean, std=std)
+    tr, va = wb.stratified_split(ds.labels, val_fraction=val_fraction, seed=seed)
+    f, y = emb.features, ds.labels
+    return float(wb.knn_accuracy(f[tr], y[tr], f[va], y[va], k=200, temperature=0.1))
+
+
 # ----------------------------------------------------------------------------- loops
 
 

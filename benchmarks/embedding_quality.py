@@ -18,8 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
 
 # WORKBENCH_BENCH_RESULTS redirects the outputs (the tests write into a temporary folder).
 RESULTS = Path(os.environ.get("WORKBENCH_BENCH_RESULTS", Path(__file__).parent / "results"))
@@ -53,13 +58,12 @@ def main() -> None:
     ds = wb.load_dataset(cfg["data"])
 
     # The held-out figure, as wb.train's monitor computes it (same split, same preprocessing).
-    tr, va = wb.stratified_split(ds.labels, val_fraction=cfg["val_fraction"], seed=cfg["seed"])
-    split_knn = {}
+    split = {k: cfg[k] for k in ("input_size", "seed", "val_fraction", "mean", "std")}
     random_init = random_init_like(run.backbone, cfg)
-    for name, model in (("trained", run.backbone), ("random init", random_init)):
-        emb = wb.embed(model, ds, input_size=cfg["input_size"], mean=cfg["mean"], std=cfg["std"])
-        f, y = emb.features, ds.labels
-        split_knn[name] = wb.knn_accuracy(f[tr], y[tr], f[va], y[va], k=200, temperature=0.1)
+    split_knn = {
+        name: common.heldout_knn(model, ds, **split)
+        for name, model in (("trained", run.backbone), ("random init", random_init))
+    }
 
     t1 = time.perf_counter()
     ex = wb.EmbeddingExplorer(run, data=cfg["data"], compare="random", reducer=args.reducer,

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,10 @@ from pathlib import Path
 import numpy as np
 
 import workbench as wb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -32,9 +37,7 @@ def random_init_knn(ds, input_size: int, model: str, seed: int) -> float:
 
     torch.manual_seed(seed)
     backbone, _ = wb.get_backbone(model, input_size=input_size)
-    emb = wb.embed(backbone, ds, input_size=input_size, batch_size=256)
-    tr, va = wb.stratified_split(ds.labels, val_fraction=0.2, seed=seed)
-    return float(wb.knn_accuracy(emb.features[tr], ds.labels[tr], emb.features[va], ds.labels[va]))
+    return common.heldout_knn(backbone, ds, input_size=input_size, seed=seed)
 
 
 def main() -> None:
