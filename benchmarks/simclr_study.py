@@ -44,6 +44,22 @@ TRIALS: dict[str, dict[str, Any]] = {
     "t0.1-seed1-lr0.03": {**SMALL, "temperature": 0.1, "seed": 1, "lr": 0.03},
     "t0.1-lr0.03": {**SMALL, "temperature": 0.1, "lr": 0.03},
     "t0.1-seed2-lr0.03": {**SMALL, "temperature": 0.1, "seed": 2, "lr": 0.03},
+    # The defaults under bf16 autocast (heads and losses in float32): is it a safe CPU default?
+    "defaults-bf16": {**SMALL, "temperature": 0.1, "lr": 0.03, "precision": "bf16-mixed"},
+    "defaults-bf16-seed1": {
+        **SMALL,
+        "temperature": 0.1,
+        "lr": 0.03,
+        "seed": 1,
+        "precision": "bf16-mixed",
+    },
+    "defaults-bf16-seed2": {
+        **SMALL,
+        "temperature": 0.1,
+        "lr": 0.03,
+        "seed": 2,
+        "precision": "bf16-mixed",
+    },
 }
 
 
@@ -64,6 +80,7 @@ def run_trial(name: str, s: dict[str, Any], epochs: int) -> dict[str, Any]:
             out=Path(tmp) / "run",
             seed=s.get("seed", 0),
             lr=s.get("lr"),
+            precision=s.get("precision", "auto"),
             batch_size=s.get("batch_size", 128),
             method_args=method_args,
             transform_args=transform,
@@ -72,7 +89,12 @@ def run_trial(name: str, s: dict[str, Any], epochs: int) -> dict[str, Any]:
         loss = [h["loss"] for h in run.history]
         return {
             "trial": name,
-            "settings": {**s, "lr": run.config["lr"], "batch_size": run.config["batch_size"]},
+            "settings": {
+                **s,
+                "lr": run.config["lr"],
+                "batch_size": run.config["batch_size"],
+                "precision": run.config["precision"],
+            },
             "epochs": epochs,
             "knn_top1": knn[-1],
             "best_knn_top1": max(knn),
@@ -97,16 +119,16 @@ def render(rows: list[dict[str, Any]]) -> str:
         "script, before it was committed; minutes are wall time on a 2-core machine that was "
         "sometimes shared.",
         "",
-        "| trial | temperature | blur p | cj strength | crop min | lr | batch | seed | "
-        "kNN (last) | best | loss first -> last | min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| trial | temperature | blur p | cj strength | crop min | lr | batch | seed | precision "
+        "| kNN (last) | best | loss first -> last | min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = r["settings"]
         lines.append(
             f"| {r['trial']} | {s['temperature']} | {s['blur_prob']} | {s['cj_strength']} | "
             f"{s.get('crop_min', 0.08)} | {s['lr']:.3g} | {s['batch_size']} | {s.get('seed', 0)} "
-            f"| {r['knn_top1']:.3f} | {r['best_knn_top1']:.3f} | "
+            f"| {s.get('precision', '32-true')} | {r['knn_top1']:.3f} | {r['best_knn_top1']:.3f} | "
             f"{r['loss_first_last'][0]} -> {r['loss_first_last'][1]} | {r['minutes']} |"
         )
     return "\n".join(lines) + "\n"

@@ -7,11 +7,15 @@ optimizer, schedule and data: all of digits, 1,797 images at 32 px):
   (decoded uint8 cache, per-batch augmentation on the device, Lightning). Step times come from the
   run's step records, which are stamped after each optimiser step; epoch ends (a checkpoint and
   the backbone export) fall inside the timed window, as they would for a user.
+- ``ours-bf16``: the same under bf16 autocast (``precision="bf16-mixed"``), what ``auto`` picks
+  on a GPU and an opt-in on CPUs with AVX512-BF16/AMX.
 - ``ours-workers``: the same with ``augment_on="workers"`` (opt-in with ``--contenders``).
 - ``plain``: a hand-written loop over a DataLoader whose workers apply ``wb.make_transform``
-  (per-image torchvision v2 on PIL images), with our Method (backbone + head + loss).
+  (per-image torchvision v2 on PIL images), with our Method (backbone + head + loss), in float32
+  on the CPU as such a loop is usually written (under bf16 autocast on a GPU).
 - ``lightly``: the same loop with Lightly's transform, projection head(s) and loss.
-- ``ceiling``: the model-only step (our Method on pre-made view tensors, no data loading).
+- ``ceiling``: the model-only step (our Method on pre-made view tensors, no data loading) at
+  ``ours``' precision.
 
 Every trial runs in a fresh interpreter; contenders alternate (A B C D, B C D A, ...) and the
 median over ``--repeats`` trials is reported, with ratios against ours measured in the same run.
@@ -39,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-CONTENDERS = ("ours", "plain", "lightly", "ceiling")
+CONTENDERS = ("ours", "ours-bf16", "plain", "lightly", "ceiling")
 ALL = (*CONTENDERS, "ours-workers")
 
 
@@ -88,7 +92,7 @@ def _one(args: argparse.Namespace) -> dict[str, Any]:
                     batch_size=args.batch_size,
                     input_size=args.input_size,
                     accelerator="gpu" if args.device == "cuda" else "cpu",
-                    precision=args.precision,
+                    precision="bf16-mixed" if name == "ours-bf16" else args.precision,
                     val_fraction=0.0,
                     max_steps=total,
                     seed=0,
@@ -110,7 +114,8 @@ def _one(args: argparse.Namespace) -> dict[str, Any]:
             opt, sched = common.make_optimizer(loop.module, loop.method, peak_lr, warm, total)
             stamps = []
             for s in range(total):
-                with torch.autocast(args.device, torch.bfloat16, enabled=_amp(args)):
+                bf16 = args.precision.startswith("bf16")
+                with torch.autocast(args.device, torch.bfloat16, enabled=bf16):
                     loss = loop.step(views, 0, s, total)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -205,6 +210,7 @@ def _name(args: argparse.Namespace) -> str:
 
 
 def _amp(args: argparse.Namespace) -> bool:
+    """bf16 autocast for the reference loops: on a GPU when ours uses it, never on the CPU."""
     return args.device == "cuda" and args.precision.startswith("bf16")
 
 
@@ -220,9 +226,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument(
         "--precision",
-        default=None,
-        help="wb.train precision; default 32-true on cpu, bf16-mixed on cuda (the references "
-        "then run under bf16 autocast too)",
+        default="auto",
+        help="wb.train precision (default auto: bf16-mixed where the CPU/GPU has bf16, else "
+        "32-true on cpu); on cuda the references then run under bf16 autocast too",
     )
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (per-image)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -232,8 +238,11 @@ def main() -> None:
     p.add_argument("--probe-only", action="store_true", help="add the data-path probe only")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.precision is None:
-        args.precision = "bf16-mixed" if args.device == "cuda" else "32-true"
+    if args.precision == "auto":  # resolve once, so every child and the report agree
+        from workbench.training.api import _resolve_device
+
+        acc = "gpu" if args.device == "cuda" else "cpu"
+        args.precision = _resolve_device(acc, 1, "auto")[2]
     if args.workers is None:
         from workbench.training.data import resolve_num_workers
 

@@ -144,3 +144,16 @@ def test_dino_head_deepcopies_and_follows_ema() -> None:
     update_momentum(student, teacher, 0.5)
     for p_t, p_b, p_s in zip(teacher.parameters(), before.parameters(), student.parameters()):
         assert torch.allclose(p_t, 0.5 * p_b + 0.5 * p_s)
+
+
+def test_projection_heads_run_in_float32_under_bf16_autocast() -> None:
+    """The MLP heads are cheap and feed temperature-scaled losses: float32 even under autocast."""
+    torch.manual_seed(0)
+    head = SimCLRProjectionHead(32, 64, 16)
+    x = torch.randn(8, 32).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(x)
+        plain = nn.Linear(32, 16)(x.float())  # autocast itself would give bf16
+    assert out.dtype == torch.float32
+    assert plain.dtype == torch.bfloat16
+    torch.testing.assert_close(out, head(x.float()))

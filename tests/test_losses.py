@@ -385,3 +385,40 @@ def test_queue_kl_matches_seed(batch: int, dim: int, qsize: int, temperature: fl
 def test_queue_kl_rejects_bad_queue() -> None:
     with pytest.raises(ValueError, match=r"queue must be \(Q, 3\) with Q >= 1, got \(4, 2\)"):
         queue_kl_loss(_randn(2, 3), _randn(2, 3), _randn(4, 2))
+
+
+# ----------------------------------------------------------------------------- mixed precision
+
+_PAIR_LOSSES = {
+    "ntxent": lambda a, b: NTXentLoss(temperature=0.1)(a, b),
+    "negcos": negative_cosine_similarity,
+    "barlow": lambda a, b: BarlowTwinsLoss()(a, b),
+    "vicreg": lambda a, b: VICRegLoss()(a, b),
+    "queue_kl": lambda a, b: queue_kl_loss(a, b, b.detach()[:5].float()),
+}
+
+
+@pytest.mark.parametrize("name", list(_PAIR_LOSSES))
+def test_losses_compute_in_float32_under_bf16_autocast(name: str) -> None:
+    """Inputs from a bf16 head give the float32 loss of the same values, in float32."""
+    fn = _PAIR_LOSSES[name]
+    a = _randn(16, 32, seed=1).float().bfloat16().requires_grad_()
+    b = _randn(16, 32, seed=2).float().bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = fn(a, b)
+    expected = fn(a.detach().float(), b.float())
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-6, atol=1e-6)
+    loss.backward()  # the gradient reaches the bf16 input, in its own dtype
+    assert a.grad is not None and a.grad.dtype == torch.bfloat16
+
+
+def test_dino_loss_in_float32_under_bf16_autocast() -> None:
+    t = [_randn(8, 16, seed=s).float().bfloat16() for s in (1, 2)]
+    s = [_randn(8, 16, seed=s).float().bfloat16() for s in (3, 4, 5)]
+    crit = DINOLoss(16, warmup_teacher_temp_epochs=0).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = crit(t, s, epoch=0)
+    assert loss.dtype == torch.float32
+    expected = crit([x.float() for x in t], [x.float() for x in s], epoch=0)
+    torch.testing.assert_close(loss, expected)

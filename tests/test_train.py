@@ -240,3 +240,18 @@ def test_backbone_collapse_behind_batchnorm_is_detected(digits_small, tmp_path):
     assert min(h["rep_std_backbone"] for h in run.history) < 0.1 * init
     collapse = [e for e in run.events if e["kind"] == "collapse"]
     assert len(collapse) == 1 and "backbone" in collapse[0]["message"]
+
+
+def test_auto_precision_and_the_emulated_bf16_hint(digits_small, tmp_path, monkeypatch):
+    """auto = float32 on CPUs; bf16 asked for on a CPU without bf16 units gives a hint."""
+    from workbench.training import api
+
+    assert api._resolve_device("cpu", "auto", "auto") == ("cpu", 1, "32-true")
+    assert api._resolve_device("cpu", 1, "bf16-mixed")[2] == "bf16-mixed"  # explicit wins
+    assert isinstance(api.cpu_has_bf16(), bool)  # the real probe answers on any machine
+    monkeypatch.setattr(api, "cpu_has_bf16", lambda: False)
+    run = wb.train(digits_small, method="simclr", precision="bf16-mixed", out=tmp_path / "r",
+                   val_fraction=0.0, **{**FAST, "epochs": 1})  # fmt: skip
+    assert run.status == "finished" and run.config["precision"] == "bf16-mixed"
+    hints = [e["message"] for e in run.events if e["kind"] == "hint"]
+    assert any("emulated" in h for h in hints), hints

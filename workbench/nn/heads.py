@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from workbench.nn.precision import full_precision
+
 Block = tuple[int, int, nn.Module | None, nn.Module | None]
 
 
@@ -54,8 +56,9 @@ class ProjectionHead(nn.Module):
         self.input_dim = blocks[0][0]
         self.output_dim = blocks[-1][1]
 
+    @full_precision
     def forward(self, x: Tensor) -> Tensor:
-        """Project features.
+        """Project features, in float32 under autocast (see ``workbench.nn.precision``).
 
         Args:
             x: (B, input_dim) backbone features.
@@ -314,7 +317,7 @@ class DINOProjectionHead(ProjectionHead):
             param.grad = None
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map features to prototype logits.
+        """Map features to prototype logits (under autocast, as DINO's reference code does).
 
         Args:
             x: (B, input_dim) backbone features.

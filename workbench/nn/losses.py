@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from workbench.nn import distributed as wdist
+from workbench.nn.precision import full_precision
 
 
 def _check_pair(a: Tensor, b: Tensor, names: str = "out0, out1") -> None:
@@ -73,6 +74,7 @@ class NTXentLoss(nn.Module):
         self.register_buffer("bank", torch.empty(0))
         self.register_buffer("bank_ptr", torch.zeros((), dtype=torch.long))
 
+    @full_precision
     def forward(self, out0: Tensor, out1: Tensor) -> Tensor:
         """Loss averaged over the batch (both directions without a bank, queries with one).
 
@@ -222,6 +224,7 @@ class DINOLoss(nn.Module):
         frac = epoch / (n - 1)
         return self.warmup_teacher_temp + frac * (self.teacher_temp - self.warmup_teacher_temp)
 
+    @full_precision
     def forward(self, teacher_out: list[Tensor], student_out: list[Tensor], epoch: int) -> Tensor:
         """Cross-entropy averaged over view pairs and the batch.
 
@@ -275,6 +278,7 @@ class DINOLoss(nn.Module):
         )
 
 
+@full_precision
 def negative_cosine_similarity(p: Tensor, z: Tensor) -> Tensor:
     """Negative cosine similarity with stop-gradient on ``z``, of SimSiam [3] and BYOL [4].
 
@@ -320,6 +324,7 @@ class BarlowTwinsLoss(nn.Module):
         self.gather_distributed = gather_distributed
         self.eps = 1e-5
 
+    @full_precision
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         """Loss on one batch of embedding pairs.
 
@@ -384,6 +389,7 @@ class VICRegLoss(nn.Module):
         self.gather_distributed = gather_distributed
         self.eps = eps
 
+    @full_precision
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         """Loss on one batch of embedding pairs.
 
@@ -418,6 +424,7 @@ class VICRegLoss(nn.Module):
         return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
 
 
+@full_precision
 def queue_kl_loss(
     student_emb: Tensor, teacher_emb: Tensor, queue: Tensor, temperature: float = 0.07
 ) -> Tensor:
