@@ -13,7 +13,7 @@ F_ = TypeVar("F_", bound=Callable[..., Any])
 
 
 def full_precision(fn: F_) -> F_:
-    """Run ``fn`` in float32 with autocast off; its tensor inputs (or lists of them) are cast.
+    """Run ``fn`` with autocast off and its half-precision tensor inputs (or lists) in float32.
 
     Under bf16/fp16 autocast the backbone runs in low precision, which is where the time goes.
     Heads and losses are cheap, and similarities divided by a small temperature, softmaxes over
@@ -22,8 +22,8 @@ def full_precision(fn: F_) -> F_:
     """
 
     def cast(a: Any) -> Any:
-        if isinstance(a, Tensor) and a.is_floating_point():
-            return a.float()
+        if isinstance(a, Tensor) and a.dtype in (torch.float16, torch.bfloat16):
+            return a.float()  # float64 stays float64
         if isinstance(a, (list, tuple)):
             return type(a)(cast(x) for x in a)
         return a
