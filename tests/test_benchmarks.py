@@ -76,6 +76,15 @@ def test_simclr_study_quick(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_barlow_study_quick(tmp_path: Path) -> None:
+    _run("barlow_study.py", tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "barlow_study_quick.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["trial"] == "lars" and rows[0]["optimizer"] == "lars"
+    assert len(rows[0]["knn_per_epoch"]) == 1 and 0.0 < rows[0]["knn_per_epoch"][0] <= 1.0
+    assert "| lars | barlowtwins | lars |" in (tmp_path / "barlow_study_quick.md").read_text()
+
+
+@pytest.mark.slow
 def test_embedding_quality_quick(tmp_path: Path) -> None:
     _run("embedding_quality.py", tmp_path, "--out-dir", str(tmp_path))
     row = json.loads((tmp_path / "embedding_quality.json").read_text())

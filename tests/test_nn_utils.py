@@ -188,3 +188,39 @@ def test_two_gloo_processes_match_one_process_on_the_concatenated_batch(tmp_path
     for r in res:
         assert torch.allclose(r["bank"][: world * b], keys, atol=1e-6)
         assert torch.allclose(r["center"], center.float(), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- LARS
+
+
+def test_lars_step_matches_the_formula_and_ignores_the_loss_scale() -> None:
+    """Adapted tensors step by lr * eta * ||w|| / ||g + wd w|| along g + wd w, whatever g's scale;
+    groups with lars_adapt=False take plain SGD steps."""
+    from workbench.nn.optim import LARS
+
+    torch.manual_seed(0)
+    w0, b0, g, gb = torch.randn(4, 3), torch.randn(3), torch.randn(4, 3), torch.randn(3)
+    lr, eta, wd = 0.5, 0.02, 1e-3
+    for scale in (1.0, 1000.0):
+        w, b = nn.Parameter(w0.clone()), nn.Parameter(b0.clone())
+        opt = LARS([{"params": [w]}, {"params": [b], "lars_adapt": False, "weight_decay": 0.0}],
+                   lr=lr, eta=eta, weight_decay=wd)  # fmt: skip
+        w.grad, b.grad = g * scale, gb.clone()
+        opt.step()
+        d = g * scale + wd * w0
+        expected = w0 - lr * eta * w0.norm() / d.norm() * d
+        torch.testing.assert_close(w.detach(), expected)
+        torch.testing.assert_close(b.detach(), b0 - lr * gb)
+    # momentum: the second step adds momentum * first update
+    w = nn.Parameter(w0.clone())
+    opt = LARS([w], lr=lr, eta=eta, momentum=0.9)
+    w.grad = g.clone()
+    opt.step()
+    first = (w0 - w.detach()) / lr
+    w1 = w.detach().clone()
+    w.grad = g.clone()
+    opt.step()
+    second = eta * w1.norm() / g.norm() * g
+    torch.testing.assert_close(w.detach(), w1 - lr * (0.9 * first + second))
+    with pytest.raises(ValueError, match="eta"):
+        LARS([w], lr=0.1, eta=0.0)

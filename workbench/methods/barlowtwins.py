@@ -32,6 +32,7 @@ class BarlowTwins(Method):
     name = "barlowtwins"
     Config = BarlowTwinsConfig
     config: BarlowTwinsConfig
+    conv_optimizer = "lars"  # as in the paper; plain SGD stalls on a loss summed over D dims
     info = MethodInfo(
         summary="Pushes the cross-correlation matrix between the embeddings of two views "
         "towards the identity: invariant to augmentations, with decorrelated features.",

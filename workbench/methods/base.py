@@ -39,7 +39,7 @@ class StepOutput:
 class MethodConfig:
     """Fields shared by every method's config."""
 
-    optimizer: str = "auto"  # "sgd" | "adamw" | "auto" (the method's choice for the backbone)
+    optimizer: str = "auto"  # "sgd" | "lars" | "adamw" | "auto" (the method's choice)
     weight_decay: float | None = None  # None: the method's default
     warmup_epochs: float = 1.0  # linear learning-rate warm-up, then cosine decay to 0
 
@@ -62,8 +62,9 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     info: ClassVar[MethodInfo]
-    base_lr: ClassVar[dict[str, float]] = {"sgd": 0.12, "adamw": 1e-3}  # at batch size 256
-    default_weight_decay: ClassVar[dict[str, float]] = {"sgd": 5e-4, "adamw": 0.05}
+    base_lr: ClassVar[dict[str, float]] = {"sgd": 0.12, "lars": 0.3, "adamw": 1e-3}  # batch 256
+    default_weight_decay: ClassVar[dict[str, float]] = {"sgd": 5e-4, "lars": 1e-4, "adamw": 0.05}
+    conv_optimizer: ClassVar[str] = "sgd"  # what "auto" picks for conv nets (ViTs: adamw)
 
     def __init__(
         self,
@@ -93,12 +94,12 @@ class Method(nn.Module):
         return cls.Config(**kwargs)
 
     def resolved_optimizer(self) -> str:
-        """The optimizer name: "sgd", or "adamw" for ViTs (as in their papers)."""
+        """The optimizer name: "adamw" for ViTs, else the method's ``conv_optimizer``."""
         opt = self.config.optimizer
         if opt == "auto":
-            return "adamw" if "ViT" in type(self.backbone).__name__ else "sgd"
-        if opt not in ("sgd", "adamw"):
-            raise ValueError(f"Unknown optimizer {opt!r}. Valid: ['adamw', 'auto', 'sgd']")
+            return "adamw" if "ViT" in type(self.backbone).__name__ else self.conv_optimizer
+        if opt not in self.base_lr:
+            raise ValueError(f"Unknown optimizer {opt!r}. Valid: {['auto', *sorted(self.base_lr)]}")
         return opt
 
     def default_lr(self, batch_size: int) -> float:

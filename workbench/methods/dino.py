@@ -46,8 +46,8 @@ class DINO(Method):
     name = "dino"
     Config = DINOConfig
     config: DINOConfig
-    base_lr = {"sgd": 0.06, "adamw": 5e-4}
-    default_weight_decay = {"sgd": 5e-4, "adamw": 0.04}
+    base_lr = {**Method.base_lr, "sgd": 0.06, "adamw": 5e-4}
+    default_weight_decay = {**Method.default_weight_decay, "sgd": 5e-4, "adamw": 0.04}
     info = MethodInfo(
         summary="A student matches a momentum teacher's sharpened, centred output across "
         "global and small local crops (multi-crop). Strong frozen features, esp. with ViTs.",

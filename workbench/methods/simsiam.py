@@ -34,8 +34,8 @@ class SimSiam(Method):
     name = "simsiam"
     Config = SimSiamConfig
     config: SimSiamConfig
-    base_lr = {"sgd": 0.1, "adamw": 1e-3}
-    default_weight_decay = {"sgd": 1e-4, "adamw": 0.05}
+    base_lr = {**Method.base_lr, "sgd": 0.1, "adamw": 1e-3}
+    default_weight_decay = {**Method.default_weight_decay, "sgd": 1e-4, "adamw": 0.05}
     info = MethodInfo(
         summary="Two views through the same network; one side predicts the other, whose "
         "gradient is stopped. No negatives, no momentum encoder: the simplest non-contrastive "

@@ -34,6 +34,7 @@ class VICReg(Method):
     name = "vicreg"
     Config = VICRegConfig
     config: VICRegConfig
+    conv_optimizer = "lars"  # as in the paper; plain SGD stalls on a loss summed over D dims
     info = MethodInfo(
         summary="Keeps each embedding dimension's variance up (no collapse), decorrelates "
         "dimensions and makes two views agree; every term is explicit and interpretable.",
