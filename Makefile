@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MPLBACKEND ?= Agg
 
-.PHONY: setup lab demo test test-slow test-notebooks test-browser browser-deps lint bench clean
+.PHONY: setup lab demo test test-slow test-notebooks test-browser browser-deps lint bench bench-setup clean
 
 setup: $(STAMP)
 
@@ -31,7 +31,7 @@ lint: setup
 test: lint  ## the whole default suite (what CI runs)
 	$(PY) -m pytest -q -m "not slow and not browser"
 
-test-slow: setup  ## long checks: quality, 2-process DDP, notebooks in quick mode, benchmark smoke tests
+test-slow: bench-setup  ## long checks: quality, 2-process DDP, notebooks in quick mode, benchmark smoke tests
 	$(PY) -m pytest -q -m slow
 
 test-notebooks: setup  ## notebooks 02-06 executed in quick mode (WORKBENCH_QUICK=1)
@@ -45,9 +45,14 @@ browser-deps:  ## Debian's Chromium for the Playwright test (Playwright's own do
 test-browser: setup browser-deps  ## JupyterLab + headless Chromium: runs the quickstart, Start/Stop
 	$(PY) -m pytest -q -m browser
 
-bench: setup
+bench-setup: $(VENV)/.bench-installed  ## the `bench` extra (Lightly SSL, the reference library)
+
+$(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
-	$(PY) benchmarks/train_throughput.py --threads 1
+	touch $@
+
+bench: bench-setup
+	$(PY) benchmarks/train_throughput.py --steps 10 --warmup 3 --repeats 5
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/interactive.py
 

@@ -31,6 +31,11 @@ TRIALS: dict[str, dict[str, Any]] = {
     "lars-proj512": {"method_args": SMALL_PROJ},
     "adamw-proj512": {"method_args": {"optimizer": "adamw", **SMALL_PROJ}},
     "lars-crop0.35": {"transform_args": {"crop_scale": (0.35, 1.0)}},
+    # solarizing white-on-black digits turns the strokes black: view 2 is then near-empty
+    "lars-nosolar": {"transform_args": {"view2_solarize_prob": 0.0}},
+    "lars-crop0.35-nosolar": {
+        "transform_args": {"crop_scale": (0.35, 1.0), "view2_solarize_prob": 0.0}
+    },
     "vicreg-sgd": {"method": "vicreg", "method_args": {"optimizer": "sgd"}},
     "vicreg-lars": {"method": "vicreg"},
 }

@@ -8,14 +8,15 @@ optimizer, schedule and data: all of digits, 1,797 images at 32 px):
   run's step records, which are stamped after each optimiser step; epoch ends (a checkpoint and
   the backbone export) fall inside the timed window, as they would for a user.
 - ``ours-bf16``: the same under bf16 autocast (``precision="bf16-mixed"``), what ``auto`` picks
-  on a GPU and an opt-in on CPUs with AVX512-BF16/AMX.
+  on a GPU and an opt-in on CPUs with AVX512-BF16/AMX. Left out by default where ours already
+  runs in bf16, or on a CPU without bf16 units (emulated bf16 is several times slower).
 - ``ours-workers``: the same with ``augment_on="workers"`` (opt-in with ``--contenders``).
 - ``plain``: a hand-written loop over a DataLoader whose workers apply ``wb.make_transform``
   (per-image torchvision v2 on PIL images), with our Method (backbone + head + loss), in float32
   on the CPU as such a loop is usually written (under bf16 autocast on a GPU).
 - ``lightly``: the same loop with Lightly's transform, projection head(s) and loss.
 - ``ceiling``: the model-only step (our Method on pre-made view tensors, no data loading) at
-  ``ours``' precision.
+  ``ours``' precision and memory format (channels-last for conv nets, as ``wb.train`` runs them).
 
 Every trial runs in a fresh interpreter; contenders alternate (A B C D, B C D A, ...) and the
 median over ``--repeats`` trials is reported, with ratios against ours measured in the same run.
@@ -47,6 +48,15 @@ CONTENDERS = ("ours", "ours-bf16", "plain", "lightly", "ceiling")
 ALL = (*CONTENDERS, "ours-workers")
 
 
+def default_contenders(device: str, precision: str) -> list[str]:
+    """CONTENDERS, less ``ours-bf16`` where it would repeat ``ours`` or bf16 is emulated."""
+    from workbench.training.api import cpu_has_bf16
+
+    native = device == "cuda" or cpu_has_bf16()
+    skip = precision.startswith("bf16") or not native
+    return [c for c in CONTENDERS if not (c == "ours-bf16" and skip)]
+
+
 def _rates(stamps: list[float], warmup: int, batch: int) -> dict[str, float]:
     """images/s over the timed steps, and from the median step time."""
     timed = stamps[warmup - 1 :]
@@ -64,6 +74,7 @@ def _one(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import workbench as wb
+    from workbench.nn.backbones import prefers_channels_last
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,6 +121,9 @@ def _one(args: argparse.Namespace) -> dict[str, Any]:
             views = [torch.randn(args.batch_size, 3, s, s, generator=g) for s in sizes]
             views = [v.to(args.device) for v in views]
             loop.module.to(args.device).train()
+            if prefers_channels_last(loop.backbone):  # as wb.train runs it
+                loop.module.to(memory_format=torch.channels_last)
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             peak_lr, warm = common.schedule(loop.method, args.batch_size, 14, total)
             opt, sched = common.make_optimizer(loop.module, loop.method, peak_lr, warm, total)
             stamps = []
@@ -232,7 +246,7 @@ def main() -> None:
     )
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (per-image)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--contenders", default=",".join(CONTENDERS))
+    p.add_argument("--contenders", default=None, help=f"comma-separated, of {list(ALL)}")
     p.add_argument("--out", default=None, help="results name (default throughput_<settings>)")
     p.add_argument("--quick", action="store_true", help="tiny settings (for the test)")
     p.add_argument("--probe-only", action="store_true", help="add the data-path probe only")
@@ -262,7 +276,10 @@ def main() -> None:
         print(f"wrote {common.render()}")
         return
 
-    names = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    if args.contenders is None:
+        names = default_contenders(args.device, args.precision)
+    else:
+        names = [c.strip() for c in args.contenders.split(",") if c.strip()]
     bad = sorted(set(names) - set(ALL))
     if bad:
         raise SystemExit(f"Unknown contenders {bad}. Valid: {list(ALL)}")

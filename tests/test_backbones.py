@@ -2,7 +2,12 @@ import pytest
 import torch
 import torchvision
 
-from workbench.nn.backbones import get_backbone, list_backbones, patch_size_for
+from workbench.nn.backbones import (
+    get_backbone,
+    list_backbones,
+    patch_size_for,
+    prefers_channels_last,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,3 +57,10 @@ def test_user_module_and_unknown_name():
         get_backbone("resnet19")
     assert "resnet18" in str(e.value)
     assert "vit-tiny" in list_backbones()
+
+
+def test_conv_nets_prefer_channels_last_and_vits_do_not():
+    assert prefers_channels_last(get_backbone("resnet18", input_size=32)[0])
+    assert prefers_channels_last(get_backbone("resnet18-small", input_size=32)[0])
+    assert not prefers_channels_last(get_backbone("vit-tiny", input_size=32)[0])
+    assert not prefers_channels_last(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2)))

@@ -12,6 +12,17 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 
 
+def _need_lightly() -> None:
+    """The reference library is the point of these benchmarks: missing, it is a failure."""
+    try:
+        import lightly  # noqa: F401
+    except ImportError:
+        pytest.fail(
+            "These benchmarks compare against Lightly SSL, which is not installed. Install the "
+            "bench extra: `make bench-setup` (or `pip install -c constraints.txt -e '.[bench]'`)."
+        )
+
+
 def _run(script: str, tmp_path: Path, *args: str) -> None:
     env = {**os.environ, "WORKBENCH_BENCH_RESULTS": str(tmp_path), "MPLBACKEND": "Agg"}
     proc = subprocess.run(
@@ -27,10 +38,11 @@ def _run(script: str, tmp_path: Path, *args: str) -> None:
 
 @pytest.mark.slow
 def test_train_throughput_quick(tmp_path: Path) -> None:
-    pytest.importorskip("lightly")
+    _need_lightly()
     _run("train_throughput.py", tmp_path, "--out", "tp")
     data = json.loads((tmp_path / "tp.json").read_text())
-    assert set(data["summary"]) == {"ours", "plain", "lightly", "ceiling"}
+    # ours-bf16 joins them only where bf16 is native (a GPU, AVX512-BF16 or AMX)
+    assert {"ours", "plain", "lightly", "ceiling"} <= set(data["summary"])
     assert all(r["images_per_s"] > 0 for r in data["summary"].values())
     assert {"ours/plain", "ours/lightly", "ours/ceiling"} <= set(data["ratios"])
     assert data["machine"]["nproc"] >= 1
@@ -38,7 +50,7 @@ def test_train_throughput_quick(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_quality_quick(tmp_path: Path) -> None:
-    pytest.importorskip("lightly")
+    _need_lightly()
     _run("quality.py", tmp_path, "--out", "q")
     data = json.loads((tmp_path / "q.json").read_text())
     summary = data["results"]["digits"]["summary"]
@@ -48,7 +60,7 @@ def test_quality_quick(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_interactive_quick(tmp_path: Path) -> None:
-    pytest.importorskip("lightly")
+    _need_lightly()
     _run("interactive.py", tmp_path, "--out", "i", "--no-umap-reference")
     data = json.loads((tmp_path / "i.json").read_text())
     assert data["import"]["workbench_best_s"] > 0

@@ -80,6 +80,7 @@ def test_run_folder_contents(digits_small, tmp_path):
     ):
         assert cfg[key] not in (None, "auto"), key
     assert cfg["lr"] == pytest.approx(0.06 * 64 / 256)  # SimCLR: 0.06 per 256 images, scaled
+    assert cfg["channels_last"] is True  # conv nets run NHWC on the CPU too (1.2x at 32 px)
     lines = (run.out / "metrics.jsonl").read_text().splitlines()
     types = {json.loads(ln)["type"] for ln in lines}
     assert types == {"step", "epoch", "event", "status"}

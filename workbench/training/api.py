@@ -160,7 +160,7 @@ def train(
 
     from workbench.data import load_dataset, stratified_split
     from workbench.methods import get_method, settings_hints
-    from workbench.nn.backbones import get_backbone
+    from workbench.nn.backbones import get_backbone, prefers_channels_last
 
     method_cls = get_method(method)
     if epochs < 1:
@@ -247,7 +247,7 @@ def train(
         total_steps = max_steps or epochs * max(1, steps_per_epoch)
         peak_lr = lr if lr is not None else ssl.default_lr(batch_size * world)
         warmup = int(min(cfg.warmup_epochs * steps_per_epoch, 0.1 * total_steps + 1))
-        channels_last = accelerator in ("gpu", "cuda") and not model_name.startswith("vit")
+        channels_last = prefers_channels_last(backbone)
 
         from workbench.training.callbacks import EvalSet, MonitorCallback, UserCallbacks
         from workbench.training.module import SSLModule
@@ -308,6 +308,7 @@ def train(
             "devices": devices,
             "accelerator": accelerator,
             "precision": precision,
+            "channels_last": channels_last,
             "strategy": str(strategy),
             "num_nodes": num_nodes,
             "num_workers": loader.num_workers,
