@@ -119,6 +119,8 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         resume=args.resume,
         overwrite=args.overwrite,
         strategy=args.strategy,
+        num_nodes=args.num_nodes,
+        sync_batchnorm=args.sync_batchnorm,
         method_args=_parse_kv(args.method_arg),
         transform_args=_parse_kv(args.transform_arg),
     )
@@ -212,6 +214,10 @@ def _add_train_args(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument("--precision", default="auto")
     p.add_argument("--num-workers", default="auto", type=lambda s: s if s == "auto" else int(s))
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines (Lightning num_nodes)")
+    p.add_argument(
+        "--sync-batchnorm", action="store_true", help="SyncBatchNorm across processes (DDP)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
