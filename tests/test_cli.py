@@ -1,4 +1,4 @@
-"""The ``workbench`` command line: methods, train (progress, resume, refusing to overwrite), demo."""
+"""The `workbench` command line: methods, train (progress, resume, no overwrite), demo."""
 
 import json
 from pathlib import Path
