@@ -1,6 +1,11 @@
 """The `workbench` command line: methods, train (progress, resume, no overwrite), demo."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +91,25 @@ def test_demo_writes_its_plots(
         png = out / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert f"wrote {png}" in printed
+
+
+def test_ctrl_c_stops_cleanly_with_a_checkpoint(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "workbench.cli", "train", "--data", str(folder), "--out",
+           str(out), "--epochs", "200", "--num-workers", "1", *TINY]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    metrics, deadline = out / "metrics.jsonl", time.monotonic() + 240
+    while not (metrics.is_file() and '"type": "step"' in metrics.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C on a terminal: the DataLoader worker too
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Stopping after this batch" in stderr
+    assert stdout.startswith("stopped: ") and "--resume" in stdout
+    run = wb.load_run(out)
+    assert run.status == "stopped" and run.checkpoint.is_file()
+    assert len(run.history) < 200
+    assert os.path.getsize(run.backbone_path) > 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,6 +87,49 @@ class ProgressPrinter:
         self.stream.write(f"\n[{ev['kind']}] {ev['message']}\n")
 
 
+class StopOnCtrlC:
+    """Ctrl-C as the Stop button: the first ends the run after the current batch, cleanly.
+
+    The run then keeps its checkpoint and status "stopped", so ``--resume`` continues it; a
+    second Ctrl-C aborts at once. Lightning's own KeyboardInterrupt handling would leave a failed
+    run without a checkpoint.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.requested = False
+        self._previous: Any = None
+
+    def should_stop(self) -> bool:
+        """Polled by wb.train after every batch."""
+        return self.requested
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.stream.write(
+            "\nStopping after this batch, with a checkpoint (Ctrl-C again to abort) ...\n"
+        )
+        self.stream.flush()
+
+    def __enter__(self) -> StopOnCtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _train_with_progress(args: argparse.Namespace) -> Any:
+    from workbench.training import train
+
+    with StopOnCtrlC() as stop:
+        return train(args.data, callbacks=[ProgressPrinter(), stop], **_train_kwargs(args))
+
+
 def _parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
@@ -127,11 +172,11 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from workbench.training import train
-
-    run = train(args.data, callbacks=[ProgressPrinter()], **_train_kwargs(args))
+    run = _train_with_progress(args)
     s = run.summary()
     print(f"{s['status']}: {run.out}  loss {s['loss']}, kNN {s['knn_acc']}")
+    if run.status == "stopped":
+        print(f"continue with: workbench train --out {run.out} --resume --epochs {args.epochs}")
     return 0 if run.status in ("finished", "stopped") else 1
 
 
@@ -161,11 +206,8 @@ def write_demo_plots(run: Any, data: Any = None) -> list[Path]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from workbench.training import train
-
     print("SSL Workbench demo: SimCLR on scikit-learn's handwritten digits (CPU friendly).")
-    kw = _train_kwargs(args)
-    run = train(args.data, callbacks=[ProgressPrinter()], **kw)
+    run = _train_with_progress(args)
     for p in write_demo_plots(run):
         print(f"wrote {p}")
     s = run.summary()

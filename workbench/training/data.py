@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 
 import numpy as np
@@ -57,6 +58,15 @@ class CachedImages(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.images[i]
+
+
+def ignore_sigint(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: Ctrl-C is the main process's stop request, not the workers'.
+
+    A terminal sends SIGINT to the whole process group; the workers keep serving batches until
+    the run has ended cleanly and the loader shuts them down.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def resolve_num_workers(num_workers: int | str, per_image: bool) -> int:
