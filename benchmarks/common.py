@@ -601,7 +601,10 @@ READING = {
         "few epochs SSL features can still score below the untrained backbone (the "
         "``random`` row; random conv features do well on digits), so a short budget compares "
         "implementations, not final features; only gaps larger than the seed spread mean "
-        "anything. The lead's 30-epoch run is the accuracy target."
+        "anything. The 30-epoch runs are the accuracy target. On shapes both implementations stay "
+        "near chance after 30 epochs: the default crops (8-100% of the area) often miss the "
+        "small shape, while the textured background is shared by both views, so the instance "
+        "task is solved from the background, the nuisance."
     ),
     "interactive": (
         "What limits it: the import is lazy (heavy modules load on first use); the preview "
