@@ -256,3 +256,24 @@ def test_auto_precision_and_the_emulated_bf16_hint(digits_small, tmp_path, monke
     assert run.status == "finished" and run.config["precision"] == "bf16-mixed"
     hints = [e["message"] for e in run.events if e["kind"] == "hint"]
     assert any("emulated" in h for h in hints), hints
+
+
+def test_loader_workers_ignore_ctrl_c_and_keep_lightnings_seeding(monkeypatch):
+    import signal
+
+    from workbench.training.data import init_worker
+
+    def in_worker(worker_id):
+        torch.manual_seed(1000 + worker_id)  # what PyTorch gives worker i: base seed + i
+        init_worker(worker_id)
+        return np.random.rand()
+
+    previous = signal.getsignal(signal.SIGINT)
+    monkeypatch.setenv("PL_SEED_WORKERS", "1")  # what seed_everything(workers=True) sets
+    try:
+        a, b = in_worker(0), in_worker(1)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert in_worker(0) == a  # numpy seeded per worker, reproducibly
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert a != b

@@ -420,7 +420,7 @@ def _build_loader(
     from torch.utils.data import DataLoader
 
     from workbench.data import TransformedImages
-    from workbench.training.data import CachedImages, ignore_sigint, resolve_num_workers
+    from workbench.training.data import CachedImages, init_worker, resolve_num_workers
 
     per_image = train_images is None
     workers = resolve_num_workers(num_workers, per_image)
@@ -445,7 +445,7 @@ def _build_loader(
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
         generator=gen,
-        worker_init_fn=ignore_sigint if workers > 0 else None,
+        worker_init_fn=init_worker if workers > 0 else None,
     )
     return loader, augment
 

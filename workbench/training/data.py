@@ -60,13 +60,19 @@ class CachedImages(Dataset):
         return self.images[i]
 
 
-def ignore_sigint(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: Ctrl-C is the main process's stop request, not the workers'.
+def init_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: ignore Ctrl-C, then seed as Lightning would.
 
-    A terminal sends SIGINT to the whole process group; the workers keep serving batches until
-    the run has ended cleanly and the loader shuts them down.
+    A terminal sends SIGINT to the whole process group, but Ctrl-C is the main process's stop
+    request: the workers keep serving batches until the run has ended cleanly and the loader
+    shuts them down. Lightning only adds its own per-worker seeding (numpy, random) to loaders
+    without a ``worker_init_fn``, so this one calls it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id)
 
 
 def resolve_num_workers(num_workers: int | str, per_image: bool) -> int:
