@@ -31,7 +31,7 @@ TRIALS: dict[str, dict[str, Any]] = {
     "lars-proj512": {"method_args": SMALL_PROJ},
     "adamw-proj512": {"method_args": {"optimizer": "adamw", **SMALL_PROJ}},
     "lars-crop0.35": {"transform_args": {"crop_scale": (0.35, 1.0)}},
-    # solarizing white-on-black digits turns the strokes black: view 2 is then near-empty
+    # does solarization (dark strokes on white-on-black digits) explain it? (measured: no)
     "lars-nosolar": {"transform_args": {"view2_solarize_prob": 0.0}},
     "lars-crop0.35-nosolar": {
         "transform_args": {"crop_scale": (0.35, 1.0), "view2_solarize_prob": 0.0}
