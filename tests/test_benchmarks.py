@@ -97,6 +97,19 @@ def test_barlow_study_quick(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_shapes_lesson_quick(tmp_path: Path) -> None:
+    _run("shapes_lesson.py", tmp_path)
+    lines = (tmp_path / "shapes_lesson_quick.jsonl").read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
+    assert len(rows) == 1 and rows[0]["epochs"] == 1 and rows[0]["n"] == 96
+    for name in ("random init", "with colour jitter", "without colour jitter"):
+        assert 0.0 <= rows[0]["knn"][name]["shape"] <= 1.0
+        assert 0.0 <= rows[0]["knn"][name]["color"] <= 1.0
+    md = (tmp_path / "shapes_lesson_quick.md").read_text()
+    assert "| random init |" in md and "colour kNN without jitter minus with jitter" in md
+
+
+@pytest.mark.slow
 def test_embedding_quality_quick(tmp_path: Path) -> None:
     _run("embedding_quality.py", tmp_path, "--out-dir", str(tmp_path))
     row = json.loads((tmp_path / "embedding_quality.json").read_text())
