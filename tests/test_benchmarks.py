@@ -110,6 +110,15 @@ def test_shapes_lesson_quick(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_mobilenet_small_inputs_quick(tmp_path: Path) -> None:
+    _run("mobilenet_small_inputs.py", tmp_path)
+    data = json.loads((tmp_path / "mobilenet_small_inputs_quick.json").read_text())
+    names = [r["model"] for r in data["rows"]]
+    assert any("stride 8" in n for n in names) and any("input x4" in n for n in names)
+    assert all(r["train_img_s"] > 0 and r["infer_img_s"] > 0 for r in data["rows"])
+
+
+@pytest.mark.slow
 def test_embedding_quality_quick(tmp_path: Path) -> None:
     _run("embedding_quality.py", tmp_path, "--out-dir", str(tmp_path))
     row = json.loads((tmp_path / "embedding_quality.json").read_text())

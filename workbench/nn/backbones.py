@@ -15,7 +15,19 @@ BACKBONES: dict[str, str] = {
     "resnet18-small": "ResNet-18 with a 3x3 stride-1 stem and no max-pool, for 32-64 px images",
     "vit-tiny": "ViT-Tiny (5.5M params, 192-d, 12 layers, 3 heads), patch size from input size",
     "vit-small": "ViT-Small (22M params, 384-d, 12 layers, 6 heads), patch size from input size",
+    "mobilenet_v3_small": "torchvision MobileNetV3-Small (0.9M params, 576-d), a small student; "
+    "stride 8 at <= 64 px",
+    "mobilenet_v3_large": "torchvision MobileNetV3-Large (3.0M params, 960-d), a small student; "
+    "stride 8 at <= 64 px",
 }
+
+# The first two stride-2 layers of each MobileNetV3 (stem conv and first downsampling block):
+# set to stride 1 at <= 64 px, so the total stride is 8 as in resnet18-small.
+_MOBILENET_EARLY_STRIDES: dict[str, tuple[int, int]] = {
+    "mobilenet_v3_small": (0, 1),
+    "mobilenet_v3_large": (0, 2),
+}
+SMALL_INPUT_MAX = 64  # at or below this side, conv students use their small-image strides
 
 
 def list_backbones() -> dict[str, str]:
@@ -140,8 +152,33 @@ def get_backbone(
         dim = model.fc.in_features
         model.fc = nn.Identity()
         return model, dim
+    if name.startswith("mobilenet"):
+        return _mobilenet(name, input_size)
     if name == "vit-tiny":
         vit = ViTBackbone(input_size, patch_size_for(input_size), 12, 3, 192, 768)
     else:
         vit = ViTBackbone(input_size, patch_size_for(input_size), 12, 6, 384, 1536)
     return vit, vit.hidden_dim
+
+
+def _mobilenet(name: str, input_size: int) -> tuple[nn.Module, int]:
+    """Torchvision's MobileNetV3 without its classifier: (B, 3, H, W) -> pooled (B, D).
+
+    At 32 px the stock network's stride of 32 leaves a 1x1 map before pooling. At <= 64 px the
+    stem conv and the first downsampling block run at stride 1 instead (total stride 8: a 4x4
+    map at 32 px, like resnet18-small), which keeps the weights' shapes, so the exported state
+    dict still loads into ``torchvision.models.<name>()``. The alternative, upsampling the input
+    4x, runs the first layers on 16x the pixels, measured slower for training and inference
+    (``benchmarks/mobilenet_small_inputs.py``), and shows the network interpolated pixels.
+    """
+    import torchvision.models as tvm
+
+    model = getattr(tvm, name)(weights=None)
+    dim = int(model.classifier[0].in_features)
+    model.classifier = nn.Identity()
+    if input_size <= SMALL_INPUT_MAX:
+        for block in _MOBILENET_EARLY_STRIDES[name]:
+            for conv in model.features[block].modules():
+                if isinstance(conv, nn.Conv2d) and conv.stride == (2, 2):
+                    conv.stride = (1, 1)
+    return model, dim
