@@ -369,3 +369,45 @@ def test_moco_keys_use_shuffled_split_batchnorm():
     moco.projection_head_momentum.eval()
     torch.testing.assert_close(moco._key(x), plain_keys(x), atol=1e-5, rtol=1e-4)  # same order
     assert moco.criterion.gather_distributed  # under DDP all ranks' keys enter the queue
+
+
+# -- item 15: the memory format is measured once per CPU model and torch version ---------------
+
+
+def test_memory_format_is_measured_once_then_cached(tmp_path, monkeypatch):
+    from workbench.training import memory_format as mf
+
+    monkeypatch.setenv(mf.CACHE_ENV, str(tmp_path / "cache"))
+    calls = []
+
+    def fake_measure(backbone, input_size, rounds=mf.ROUNDS):
+        calls.append(input_size)
+        return {"nchw_s": 0.10, "channels_last_s": 0.12}  # NCHW wins here (as on AMX)
+
+    monkeypatch.setattr(mf, "measure_step_seconds", fake_measure)
+    net = TinyNet()
+    first = mf.choose_channels_last(net, "cpu", 16)
+    assert first["source"] == "measured" and first["channels_last"] is False
+    assert torch.__version__ in first["key"] and mf.cpu_model() in first["key"]
+    again = mf.choose_channels_last(net, "cpu", 16)
+    assert again["source"] == "cache" and again["channels_last"] is False and calls == [16]
+    monkeypatch.setattr(torch, "__version__", "9.9.9")  # a new torch measures again
+    assert mf.choose_channels_last(net, "cpu", 16)["source"] == "measured" and len(calls) == 2
+    assert mf.choose_channels_last(net, "gpu", 16) == {"channels_last": True, "source": "rule"}
+    assert mf.choose_channels_last(net, "cpu", 16, world_size=2)["source"] == "rule"
+    assert json.loads((tmp_path / "cache" / mf.CACHE_FILE).read_text())  # the user's cache dir
+
+
+def test_memory_format_measurement_is_real_and_leaves_the_rng(digits_small, tmp_path, captured):
+    from workbench.training import memory_format as mf
+
+    net = TinyNet()
+    torch.manual_seed(0)
+    before = torch.rand(1)
+    torch.manual_seed(0)
+    times = mf.measure_step_seconds(net, 16, rounds=2)
+    assert torch.equal(torch.rand(1), before)  # the run's seeding is untouched
+    assert times["nchw_s"] > 0 and times["channels_last_s"] > 0
+    cfg = _until_trainer(digits_small, tmp_path / "r")
+    assert cfg["memory_format"]["source"] in ("measured", "cache")
+    assert cfg["channels_last"] == cfg["memory_format"]["channels_last"]

@@ -313,7 +313,7 @@ def resolve_config(
         len(train_idx), batch_size, world, epochs, max_steps, cfg.warmup_epochs
     )
     peak_lr = lr if lr is not None else method_cls.lr_for(optimizer, batch_size * world)
-    memory = choose_channels_last(backbone, accelerator, size)
+    memory = choose_channels_last(backbone, accelerator, size, world)
     config = {
         "method": method,
         "model": model_name if isinstance(model_name, str) else "custom",
