@@ -780,7 +780,7 @@ def _render_readback(d: dict[str, Any], name: str) -> list[str]:
         f"## Per-step monitor read-back (`{name}`)",
         "",
         f"`benchmarks/readback.py --device {st['device']} --every {st['every']}`, {m['cpu']}, "
-        f"{m['date']}, load average {m['loadavg'][0]} (other engineers' jobs were running): "
+        f"{m['date']}, 1-min load average {m['loadavg'][0]} on {m['nproc']} cores: "
         f"before (4 reads per step) {sec['before'] * 1e6:.0f} us/step, after (one read every "
         f"{st['every']} steps) {sec['after'] * 1e6:.0f} us/step, ratio "
         f"{d['ratio_before_over_after']:.2f}. The monitor's work only, not a training step.",
