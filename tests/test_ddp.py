@@ -48,7 +48,7 @@ def test_two_process_ddp_cpu(tmp_path):
     assert (out / "exported" / "backbone.pt").is_file()
 
 
-def _run_script(tmp_path, source, *args, timeout=420):
+def _run_script(tmp_path, source, *args, timeout=1500):
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(source))
     try:
@@ -205,7 +205,7 @@ def test_moco_queue_holds_every_ranks_keys(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = _run_script(tmp_path, MOCO_QUEUE, port, timeout=300)
+    proc = _run_script(tmp_path, MOCO_QUEUE, port, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # 2 ranks x 2 views x 8 keys entered one shared queue (local keys only: 16, and banks differ)
     assert "PTR 32 SAME True" in proc.stdout, proc.stdout + proc.stderr[-2000:]
