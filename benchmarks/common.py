@@ -755,6 +755,39 @@ def _wrap(line: str, width: int = 100) -> str:
     return textwrap.fill(line, width, subsequent_indent=indent, break_on_hyphens=False)
 
 
+def _gpu_check_line() -> str:
+    path = RESULTS / "gpu_check_cuda.json"
+    if not path.is_file():
+        return (
+            "GPU check (`python benchmarks/gpu_check.py`, issue 15 item 17): **not run yet**; no "
+            "GPU figures exist until it has (every method 2 epochs at 96 px in bf16, DINO "
+            "multi-crop on the batched path, throughput vs Lightly and peak memory)."
+        )
+    d = json.loads(path.read_text())
+    m, tp = d["machine"], d.get("throughput", {})
+    ok = sum(r.get("status") == "finished" for r in d.get("methods", {}).values())
+    return (
+        f"GPU check (`gpu_check_cuda.json`, {m.get('gpu')}, {m.get('date')}): "
+        f"{ok}/{len(d.get('methods', {}))} methods finished; SimCLR "
+        f"{_fmt(tp.get('ours_images_per_s'), 0)} img/s, ours/Lightly "
+        f"{_fmt(tp.get('ratio_ours_over_lightly'), 2)}."
+    )
+
+
+def _render_readback(d: dict[str, Any], name: str) -> list[str]:
+    sec, st, m = d["seconds_per_step"], d["settings"], d["machine"]
+    return [
+        f"## Per-step monitor read-back (`{name}`)",
+        "",
+        f"`benchmarks/readback.py --device {st['device']} --every {st['every']}`, {m['cpu']}, "
+        f"{m['date']}, 1-min load average {m['loadavg'][0]} on {m['nproc']} cores: "
+        f"before (4 reads per step) {sec['before'] * 1e6:.0f} us/step, after (one read every "
+        f"{st['every']} steps) {sec['after'] * 1e6:.0f} us/step, ratio "
+        f"{d['ratio_before_over_after']:.2f}. The monitor's work only, not a training step.",
+        "",
+    ]
+
+
 def render(path: Path | None = None) -> Path:
     """Write RESULTS.md from the (non-quick) JSON results in benchmarks/results/."""
     path = path or Path(__file__).parent / "RESULTS.md"
@@ -770,6 +803,8 @@ def render(path: Path | None = None) -> Path:
         "GPU: no GPU machine was lent while these were taken, so only CPU figures are here. "
         "`train_throughput.py --device cuda --input-size 96 --batch-size 256` (and 224) runs the "
         "same comparison on a GPU (ours in bf16-mixed, the references under bf16 autocast).",
+        "",
+        _gpu_check_line(),
         "",
     ]
     groups = (
@@ -792,6 +827,8 @@ def render(path: Path | None = None) -> Path:
         out += [READING[key].format(nproc=machine.get("nproc"), load=load), ""]
         if key == "throughput":
             out += [READING["probe"], ""]
+    for f in sorted(RESULTS.glob("readback_*.json")):
+        out += _render_readback(json.loads(f.read_text()), f.name)
     text = "\n".join(_wrap(line) for line in out).rstrip() + "\n"
     path.write_text(text)
     return path

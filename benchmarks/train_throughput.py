@@ -16,7 +16,7 @@ optimizer, schedule and data: all of digits, 1,797 images at 32 px):
   on the CPU as such a loop is usually written (under bf16 autocast on a GPU).
 - ``lightly``: the same loop with Lightly's transform, projection head(s) and loss.
 - ``ceiling``: the model-only step (our Method on pre-made view tensors, no data loading) at
-  ``ours``' precision and memory format (channels-last for conv nets, as ``wb.train`` runs them).
+  ``ours``' precision and memory format (the same measured, cached choice ``wb.train`` uses).
 
 Every trial runs in a fresh interpreter; contenders alternate (A B C D, B C D A, ...) and the
 median over ``--repeats`` trials is reported, with ratios against ours measured in the same run.
@@ -74,7 +74,7 @@ def _one(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import workbench as wb
-    from workbench.nn.backbones import prefers_channels_last
+    from workbench.training.memory_format import choose_channels_last
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,7 +121,9 @@ def _one(args: argparse.Namespace) -> dict[str, Any]:
             views = [torch.randn(args.batch_size, 3, s, s, generator=g) for s in sizes]
             views = [v.to(args.device) for v in views]
             loop.module.to(args.device).train()
-            if prefers_channels_last(loop.backbone):  # as wb.train runs it
+            acc = "gpu" if args.device == "cuda" else "cpu"
+            memory = choose_channels_last(loop.backbone, acc, args.input_size)
+            if memory["channels_last"]:  # as wb.train runs it (the same cached choice)
                 loop.module.to(memory_format=torch.channels_last)
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             peak_lr, warm = common.schedule(loop.method, args.batch_size, 14, total)

@@ -1,8 +1,12 @@
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The memory-format choice is cached per machine: tests measure into a fresh folder, never
+# into (or from) the user's cache.
+os.environ["WORKBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="workbench-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ METRICS = "metrics.jsonl"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 BACKBONE = Path("exported") / "backbone.pt"
 LOG = "train.log"
+STOP_FILE = "stop.request"  # exists while a stop has been requested (ranks in child processes)
 STATUSES = ("running", "finished", "stopped", "failed")
 
 
@@ -132,6 +133,14 @@ class RunWriter:
         self.out.mkdir(parents=True, exist_ok=True)
         self._metrics = open(self.out / METRICS, "a", encoding="utf-8")
         self._log = open(self.out / LOG, "a", encoding="utf-8")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (``ddp_spawn`` sends the callbacks to its child processes): no handles."""
+        return {"out": self.out, "enabled": self.enabled}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Reopen the files for appending in the receiving process."""
+        self.__init__(state["out"], state["enabled"])  # type: ignore[misc]
 
     def write_config(self, config: dict[str, Any]) -> None:
         """Write config.json (atomically)."""
@@ -315,12 +324,13 @@ def load_backbone(run: Run) -> Any:
     model_name = run.config.get("model")
     if model_name not in (None, "custom"):
         module, _ = get_backbone(model_name, input_size=int(run.config.get("input_size", 224)))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state)
     else:
+        # A user's module: its class comes from the pickled initial module, the weights from
+        # the exported state_dict (the pickle holds the weights before training).
         module = torch.load(
             run.out / "exported" / "backbone_module.pt", map_location="cpu", weights_only=False
         )
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return module.eval()
 
 

@@ -222,16 +222,32 @@ def resolve_model(model_or_run_or_path: Any) -> tuple[nn.Module, dict[str, Any],
     )
 
 
+def run_normalization(config: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """The (mean, std) a run's training views were normalised with (ImageNet's without a run).
+
+    Runs record the normalisation they applied (mean 0, std 1 when they trained on [0, 1]
+    images); older runs recorded the recipe's mean/std even under ``normalize=False``.
+    """
+    transform = config.get("transform")
+    if config.get("normalize") is False or (
+        isinstance(transform, dict) and transform.get("normalize") is False
+    ):
+        return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    return list(config.get("mean") or IMAGENET_MEAN), list(config.get("std") or IMAGENET_STD)
+
+
 def embed_tensors(
     model: nn.Module,
     batches: Any,
     device: torch.device,
     progress: Callable[[int], None] | None = None,
+    bf16: bool = False,
 ) -> np.ndarray:
     """Run ``model`` over an iterable of image batches (B, 3, H, W) -> float32 array (N, D).
 
-    Eval mode, ``torch.inference_mode`` and bf16 autocast on CUDA; the model's training flag
-    and device are restored afterwards.
+    Eval mode and ``torch.inference_mode``, in float32 unless ``bf16`` (bf16 autocast, on CUDA
+    only: faster, but GPU and CPU kNN then disagree); the model's training flag and device are
+    restored afterwards.
     """
     params = list(model.parameters())
     old_device = params[0].device if params else device
@@ -243,7 +259,7 @@ def embed_tensors(
             for x in batches:
                 x = x.to(device, non_blocking=True)
                 with torch.autocast(
-                    device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+                    device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"
                 ):
                     out = model(x)
                 if isinstance(out, (tuple, list)):
@@ -279,8 +295,9 @@ def embed(
         device: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         input_size: Side the images are resized to. Default: the run's ``input_size``, else the
             dataset's native ``image_size`` (built-ins), else 224.
-        mean: Normalisation mean. Default: the run's ``mean``, else ImageNet's.
-        std: Normalisation std. Default: the run's ``std``, else ImageNet's.
+        mean: Normalisation mean. Default: what the run's training applied
+            (:func:`run_normalization`), else ImageNet's.
+        std: Normalisation std (same rule as ``mean``).
         num_workers: DataLoader worker processes (0 decodes in this process).
         progress: Called as ``progress(done, total)`` after every batch.
 
@@ -300,8 +317,9 @@ def embed(
     if len(ds) == 0:
         raise ValueError(f"Dataset {ds.name!r} has no images to embed.")
     size = resolve_input_size(input_size, config, ds)
-    mean = tuple(mean if mean is not None else config.get("mean") or IMAGENET_MEAN)
-    std = tuple(std if std is not None else config.get("std") or IMAGENET_STD)
+    run_mean, run_std = run_normalization(config)
+    mean = tuple(mean if mean is not None else run_mean)
+    std = tuple(std if std is not None else run_std)
     dev = resolve_device(device)
     images: Any = TransformedImages(ds, eval_transform(size, mean, std))  # a map-style dataset
     loader = torch.utils.data.DataLoader(

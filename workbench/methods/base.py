@@ -42,6 +42,7 @@ class MethodConfig:
     optimizer: str = "auto"  # "sgd" | "lars" | "adamw" | "auto" (the method's choice)
     weight_decay: float | None = None  # None: the method's default
     warmup_epochs: float = 1.0  # linear learning-rate warm-up, then cosine decay to 0
+    grad_clip_norm: float | None = None  # clip the global gradient norm (None: no clipping)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (modules become their class name)."""
@@ -93,23 +94,43 @@ class Method(nn.Module):
             )
         return cls.Config(**kwargs)
 
-    def resolved_optimizer(self) -> str:
+    @classmethod
+    def optimizer_for(cls, config: MethodConfig, backbone: nn.Module) -> str:
         """The optimizer name: "adamw" for ViTs, else the method's ``conv_optimizer``."""
-        opt = self.config.optimizer
+        opt = config.optimizer
         if opt == "auto":
-            return "adamw" if "ViT" in type(self.backbone).__name__ else self.conv_optimizer
-        if opt not in self.base_lr:
-            raise ValueError(f"Unknown optimizer {opt!r}. Valid: {['auto', *sorted(self.base_lr)]}")
+            return "adamw" if "ViT" in type(backbone).__name__ else cls.conv_optimizer
+        if opt not in cls.base_lr:
+            raise ValueError(f"Unknown optimizer {opt!r}. Valid: {['auto', *sorted(cls.base_lr)]}")
         return opt
+
+    @classmethod
+    def lr_for(cls, optimizer: str, batch_size: int) -> float:
+        """Linear scaling rule: base_lr * batch_size / 256 (``batch_size``: the global batch)."""
+        return cls.base_lr[optimizer] * batch_size / 256
+
+    @classmethod
+    def weight_decay_for(cls, config: MethodConfig, optimizer: str) -> float:
+        """The configured weight decay or the method's default for its optimizer."""
+        wd = config.weight_decay
+        return cls.default_weight_decay[optimizer] if wd is None else wd
+
+    @classmethod
+    def weight_decay_end_for(cls, config: MethodConfig, optimizer: str) -> float | None:
+        """Weight decay at the last step of a cosine schedule; None keeps it constant."""
+        return None
+
+    def resolved_optimizer(self) -> str:
+        """The optimizer name for this instance's backbone (see :meth:`optimizer_for`)."""
+        return self.optimizer_for(self.config, self.backbone)
 
     def default_lr(self, batch_size: int) -> float:
         """Linear scaling rule: base_lr * batch_size / 256."""
-        return self.base_lr[self.resolved_optimizer()] * batch_size / 256
+        return self.lr_for(self.resolved_optimizer(), batch_size)
 
     def weight_decay(self) -> float:
         """The configured weight decay or the method's default for its optimizer."""
-        wd = self.config.weight_decay
-        return self.default_weight_decay[self.resolved_optimizer()] if wd is None else wd
+        return self.weight_decay_for(self.config, self.resolved_optimizer())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features (B, D) of images (B, 3, H, W)."""

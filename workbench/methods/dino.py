@@ -38,6 +38,9 @@ class DINOConfig(MethodConfig):
     center_momentum: float = 0.9  # EMA of the teacher-output centre (paper: 0.9)
     freeze_last_layer: int = 1  # epochs with the last head layer frozen (paper: 1)
     norm_last_layer: bool = True  # weight-normalised prototypes (paper: True for stability)
+    grad_clip_norm: float | None = 3.0  # global gradient-norm clipping (paper: 3.0)
+    weight_decay_end: float | None = None  # cosine end of the weight decay; None: 10x the start
+    # (paper: 0.04 -> 0.4)
 
 
 class DINO(Method):
@@ -88,6 +91,12 @@ class DINO(Method):
             center_momentum=config.center_momentum,
         )
         self._momentum = config.momentum
+
+    @classmethod
+    def weight_decay_end_for(cls, config: MethodConfig, optimizer: str) -> float | None:
+        """The paper's cosine weight decay: from the start value to 10x it (0.04 -> 0.4)."""
+        end = getattr(config, "weight_decay_end", None)
+        return 10 * cls.weight_decay_for(config, optimizer) if end is None else float(end)
 
     def training_step_loss(
         self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int

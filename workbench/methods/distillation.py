@@ -19,6 +19,7 @@ from torch import nn
 
 from workbench.methods.base import Method, MethodConfig, MethodInfo, StepOutput
 from workbench.nn.losses import queue_kl_loss
+from workbench.nn.precision import full_precision
 
 
 @dataclass
@@ -30,6 +31,7 @@ class DistillationConfig(MethodConfig):
     teacher_weights: str | None = None  # local weights file for a named teacher
     hidden_dim: int = 2048  # student head hidden width
     teacher_input_size: int | None = None  # None: the student's size, rounded to the patch size
+    grad_clip_norm: float | None = 1.0  # global gradient-norm clipping (LightlyTrain: 1.0)
 
 
 @dataclass
@@ -38,6 +40,28 @@ class DistillationV1Config(DistillationConfig):
 
     temperature: float = 0.07  # softmax temperature over queue similarities (LightlyTrain: 0.07)
     queue_size: int | None = None  # None: from the dataset size (small data, small queue)
+
+
+class DistillationHead(nn.Sequential):
+    """Student head: Linear -> BatchNorm -> GELU -> Linear to the teacher's feature size.
+
+    It runs in float32 under autocast, as every head here: its output is compared with the
+    teacher's float32 features (MSE) or divided by a 0.07 temperature (v1).
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int) -> None:
+        super().__init__(
+            nn.Linear(input_dim, hidden_dim),
+            nn.BatchNorm1d(hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, output_dim),
+        )
+
+    @full_precision
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, input_dim) student features -> (B, output_dim) predicted teacher features."""
+        out: torch.Tensor = super().forward(x)
+        return out
 
 
 def _resolve_teacher(cfg: DistillationConfig, input_size: int) -> tuple[nn.Module, int]:
@@ -83,12 +107,7 @@ class Distillation(Method):
         teacher, self.teacher_dim = _resolve_teacher(config, input_size)
         # Not registered as a submodule: no optimizer state, not in checkpoints, never trained.
         object.__setattr__(self, "teacher", teacher)
-        self.projection_head = nn.Sequential(
-            nn.Linear(feature_dim, config.hidden_dim),
-            nn.BatchNorm1d(config.hidden_dim),
-            nn.GELU(),
-            nn.Linear(config.hidden_dim, self.teacher_dim),
-        )
+        self.projection_head = DistillationHead(feature_dim, config.hidden_dim, self.teacher_dim)
         patch = getattr(teacher, "patch_size", None)
         size = config.teacher_input_size or input_size
         if isinstance(patch, int) and patch > 1:

@@ -18,9 +18,12 @@ from workbench.methods.base import (
     MethodInfo,
     StepOutput,
 )
+from workbench.nn import distributed as wdist
 from workbench.nn.heads import MoCoProjectionHead
 from workbench.nn.losses import NTXentLoss
 from workbench.nn.utils import copy_frozen
+
+KEY_BN_SPLITS = 2  # one process: BatchNorm groups of the shuffled key batch (split BN)
 
 
 @dataclass
@@ -64,12 +67,40 @@ class MoCo(Method):
         if queue is None:
             queue = min(65536, max(256, (self.dataset_size // 4) // 64 * 64))
         self.queue_size = int(queue)
-        self.criterion = NTXentLoss(config.temperature, memory_bank_size=self.queue_size)
+        # gather_distributed: every process's keys enter the queue (not only the local ones).
+        self.criterion = NTXentLoss(
+            config.temperature, memory_bank_size=self.queue_size, gather_distributed=True
+        )
         self._momentum = config.momentum
 
+    @torch.no_grad()
     def _key(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.projection_head_momentum(self.backbone_momentum(x).flatten(1))
+        """Keys (B, D) of one view, with shuffled BatchNorm [0].
+
+        BatchNorm statistics over the same samples as the queries let the model find its
+        positive through them (the paper's information leak). Under DDP the global batch is
+        shuffled across the processes (shuffle-BN); in one process the shuffled batch runs
+        through the key encoder in ``KEY_BN_SPLITS`` groups (split BN), so a key's statistics
+        come from a random subset. The keys come back in the original order.
+        """
+        n, w = x.shape[0], wdist.world_size()
+        if w > 1:
+            xs = wdist.gather(x)  # (W*B, 3, H, W)
+            perm = wdist.broadcast_(torch.randperm(xs.shape[0], device=x.device))
+            mine = perm.view(w, n)[wdist.rank()]
+            k_all = wdist.gather(self._encode_key(xs[mine]))  # (W*B, D), in perm's order
+            keys = torch.empty_like(k_all)
+            keys[perm] = k_all
+            return keys[wdist.rank() * n : (wdist.rank() + 1) * n]
+        perm = torch.randperm(n, device=x.device)
+        splits = KEY_BN_SPLITS if n >= 2 * KEY_BN_SPLITS else 1
+        k = torch.cat([self._encode_key(c) for c in x[perm].chunk(splits)])
+        keys = torch.empty_like(k)
+        keys[perm] = k
+        return keys
+
+    def _encode_key(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection_head_momentum(self.backbone_momentum(x).flatten(1))
 
     def training_step_loss(
         self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.nn.utils import module_device
+
 BACKBONES: dict[str, str] = {
     "resnet18": "torchvision ResNet-18 (11M params, 512-d), for >= 64 px images",
     "resnet34": "torchvision ResNet-34 (21M params, 512-d)",
@@ -134,9 +136,8 @@ def get_backbone(
             with torch.no_grad():
                 was = name.training
                 name.eval()
-                feature_dim = int(
-                    name(torch.zeros(2, 3, input_size, input_size)).flatten(1).shape[1]
-                )
+                probe = torch.zeros(2, 3, input_size, input_size, device=module_device(name))
+                feature_dim = int(name(probe).flatten(1).shape[1])
                 name.train(was)
         return name, int(feature_dim)
     if name not in BACKBONES:

@@ -316,8 +316,9 @@ class DINOProjectionHead(ProjectionHead):
         for param in self.last_layer.parameters():
             param.grad = None
 
+    @full_precision
     def forward(self, x: Tensor) -> Tensor:
-        """Map features to prototype logits (under autocast, as DINO's reference code does).
+        """Map features to prototype logits, in float32 (they are divided by a 0.04 temperature).
 
         Args:
             x: (B, input_dim) backbone features.

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.nn.utils import module_device
+
 DINOV2_REPO = "facebookresearch/dinov2"
 DINOV2_REF = "main"  # the repo's default branch; naming it skips torch.hub's network probe
 DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2"
@@ -76,7 +78,7 @@ def feature_dim_of(module: nn.Module, input_size: int = 224) -> int:
     was = module.training
     module.eval()
     with torch.no_grad():
-        out = module(torch.zeros(2, 3, size, size))
+        out = module(torch.zeros(2, 3, size, size, device=module_device(module)))
     module.train(was)
     if not isinstance(out, torch.Tensor):
         raise ValueError(

@@ -123,3 +123,12 @@ def linear_warmup_cosine(
         return final
     progress = (step - warmup_steps) / (max_steps - warmup_steps)
     return final + (base - final) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for a module with neither)."""
+    for p in module.parameters():
+        return p.device
+    for b in module.buffers():
+        return b.device
+    return torch.device("cpu")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -48,6 +50,43 @@ class UserCallbacks:
             except Exception as e:
                 self.writer.log(f"callback {type(cb).__name__}.should_stop raised {e!r}", "WARNING")
         return False
+
+
+class StopWatcher:
+    """Carries a Stop to ranks that run in child processes (``ddp_spawn``, ``ddp_notebook``).
+
+    The user callbacks (a widget's ``threading.Event``) live in the calling process; the
+    children only have copies. This thread polls them and writes the run's stop file, which
+    every rank's :class:`MonitorCallback` polls after each batch.
+
+    Args:
+        users: The user callbacks of the calling process.
+        path: The stop file.
+        interval: Seconds between polls.
+    """
+
+    def __init__(self, users: UserCallbacks, path: Path, interval: float = 0.2) -> None:
+        self.users, self.path, self.interval = users, Path(path), interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="workbench-stop", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.interval):
+            if self.users.should_stop():
+                self.path.touch()
+                return
+
+    def close(self) -> None:
+        """Stop polling (the run has ended)."""
+        self._done.set()
+        self._thread.join(timeout=5)
+
+
+def _std_l2(z: torch.Tensor) -> torch.Tensor:
+    """``std_of_l2_normalized`` kept on the device (a 0-dim tensor): no host sync per step."""
+    t = torch.nn.functional.normalize(z.detach().flatten(1).float(), dim=1)
+    return t.std(dim=0).mean()
 
 
 class EvalSet:
@@ -93,6 +132,12 @@ class EvalSet:
 class MonitorCallback(L.Callback):
     """Writes step/epoch records and events, checks stop flags and NaN losses, kNN each epoch.
 
+    The per-step values (loss, the two stds, the finite flag) stay on the device and are read
+    back together every ``readback_every`` steps, at the end of each epoch and at a stop, when
+    the step records are written: the curves keep every step, at one sync per read-back. The
+    stop and non-finite decisions are taken there and, under DDP, reduced across the ranks, so
+    all ranks stop at the same batch.
+
     Args:
         writer: The run folder writer (used on global rank 0 only).
         users: User callbacks (widgets, progress bars).
@@ -100,6 +145,11 @@ class MonitorCallback(L.Callback):
         batch_size: Images per step on this process.
         epochs: Total epochs of the run.
         feature_dim: Backbone output dimension (for the 1/sqrt(d) reference).
+        knn_k: kNN neighbours.
+        knn_t: kNN temperature.
+        readback_every: Steps between read-backs (1 on CPUs, where reading back costs nothing).
+        stop_file: A file whose existence is a stop request (ranks in child processes).
+        backbone_std_init: The backbone-std baseline of a resumed run (None: measure it).
     """
 
     def __init__(
@@ -112,10 +162,15 @@ class MonitorCallback(L.Callback):
         feature_dim: int,
         knn_k: int = 200,
         knn_t: float = 0.1,
+        readback_every: int = 1,
+        stop_file: Path | None = None,
+        backbone_std_init: float | None = None,
     ) -> None:
         self.writer, self.users, self.eval_set = writer, users, eval_set
         self.batch_size, self.epochs, self.feature_dim = batch_size, epochs, feature_dim
         self.knn_k, self.knn_t = knn_k, knn_t
+        self.readback_every = max(1, int(readback_every))
+        self.stop_file = stop_file
         self.stopped = False
         self.failed: str | None = None
         self.low_std_epochs = 0
@@ -127,8 +182,11 @@ class MonitorCallback(L.Callback):
         self._epoch_proj_std: list[float] = []
         self._epoch_feat_std: list[float] = []
         self._rate: float | None = None
+        self._pending: list[tuple[dict[str, Any], torch.Tensor]] = []
+        self._stop_requested = False
+        self._nonfinite_step: int | None = None
         self.proj_dim: int | None = None
-        self.backbone_std_init: float | None = None
+        self.backbone_std_init: float | None = backbone_std_init
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Measure the backbone's held-out std at initialisation (the backbone-collapse floor).
@@ -136,6 +194,7 @@ class MonitorCallback(L.Callback):
         A head that ends in BatchNorm (SimSiam) keeps its output std up while the backbone
         collapses, so the backbone is compared with itself at the start; post-ReLU backbone
         features sit far below 1/sqrt(d) even when healthy, so 1/sqrt(d) is no reference there.
+        A resumed run keeps the baseline of its first start.
         """
         if self.eval_set is not None and self.backbone_std_init is None:
             self.backbone_std_init = self._monitor(trainer, pl_module, knn=False).get(
@@ -162,6 +221,12 @@ class MonitorCallback(L.Callback):
         self._epoch_t0 = self._t_last = time.perf_counter()
         self._epoch_losses, self._epoch_proj_std, self._epoch_feat_std = [], [], []
 
+    def _stop_asked(self) -> bool:
+        """A local stop request: a user callback, or the stop file (cheap: polled every batch)."""
+        if self.users.should_stop():
+            return True
+        return self.stop_file is not None and self.stop_file.exists()
+
     def on_train_batch_end(
         self,
         trainer: L.Trainer,
@@ -170,54 +235,94 @@ class MonitorCallback(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Step record, stop requests and non-finite losses, after every batch."""
+        """Queue the step's values (on the device); read back and decide when due."""
         module: Any = pl_module
         out = module.last_output
         now = time.perf_counter()
         dt, self._t_last = now - self._t_last, now
         rate = self.batch_size * trainer.world_size / max(dt, 1e-9)
         self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
-        if module.nonfinite_step is not None:
-            self.failed = (
-                f"The loss became non-finite (NaN/inf) at step {module.nonfinite_step}; the run "
-                f"was stopped. Lower the learning rate, use precision='32-true', or check the data."
-            )
-            self.event(trainer, "nan", self.failed)
-            trainer.should_stop = True
-            return
-        loss = float(out.loss.detach())
         # The collapse monitor watches the head output (what the loss sees, as in Lightly's
         # tutorials); the backbone's std is recorded too. Post-ReLU backbone features are all
         # positive, so their std sits far below 1/sqrt(d) even when healthy.
-        proj_std = std_of_l2_normalized(out.projections.float())
-        feat_std = std_of_l2_normalized(out.features.float())
+        finite = module.finite if module.finite is not None else torch.isfinite(out.loss.detach())
+        values = torch.stack(
+            [
+                out.loss.detach().float(),
+                _std_l2(out.projections),
+                _std_l2(out.features),
+                finite.float(),
+            ]
+        )  # (4,) on the training device
         self.proj_dim = int(out.projections.shape[1])
-        self._epoch_losses.append(loss)
-        self._epoch_feat_std.append(feat_std)
-        self._epoch_proj_std.append(proj_std)
-        opt = trainer.optimizers[0]
-        rec = {
+        host = {
             "type": "step",
             "step": int(trainer.global_step),
             "epoch": int(trainer.current_epoch),
             "batch": int(batch_idx),
             "batches_per_epoch": int(trainer.num_training_batches),
-            "loss": loss,
-            "rep_std": proj_std,
             "rep_std_ref": 1 / math.sqrt(self.proj_dim),
-            "rep_std_backbone": feat_std,
-            "lr": float(opt.param_groups[0]["lr"]),
+            "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
             "images_per_s": float(self._rate),
             "seconds": now - self._t_start,
             **{k: float(v) for k, v in out.extras.items()},
         }
-        if trainer.is_global_zero:
-            self.writer.record(rec)
-            self.users.call("on_step", rec)
-        if self.users.should_stop() and not self.stopped:
-            self.stopped = True
+        self._pending.append((host, values))
+        last = batch_idx + 1 >= trainer.num_training_batches or (
+            0 < trainer.max_steps <= trainer.global_step
+        )
+        due = len(self._pending) >= self.readback_every or last
+        if due:
+            self._write_pending(trainer)
+        if not self._stop_requested and self._stop_asked():
+            self._stop_requested = True
+        alone = trainer.world_size == 1  # a local decision needs no agreement
+        if due or (self._stop_requested and alone):
+            self._write_pending(trainer)
+            self._decide(trainer)
+
+    def _write_pending(self, trainer: L.Trainer) -> None:
+        """Read the queued values back (one sync) and write their step records."""
+        pending, self._pending = self._pending, []
+        rows = torch.stack([v for _, v in pending]).tolist() if pending else []
+        for (host, _), (loss, proj_std, feat_std, finite) in zip(pending, rows, strict=True):
+            if not finite:
+                if self._nonfinite_step is None:
+                    self._nonfinite_step = host["step"] - 1  # the step that produced it
+                continue
+            rec = {**host, "loss": loss, "rep_std": proj_std, "rep_std_backbone": feat_std}
+            self._epoch_losses.append(loss)
+            self._epoch_proj_std.append(proj_std)
+            self._epoch_feat_std.append(feat_std)
+            if trainer.is_global_zero:
+                self.writer.record(rec)
+                self.users.call("on_step", rec)
+
+    def _decide(self, trainer: L.Trainer, reduce: bool = True) -> None:
+        """Stop or fail the run; under DDP the decisions are reduced across the ranks first.
+
+        Args:
+            trainer: The trainer.
+            reduce: Agree across ranks (only where every rank decides at the same batch).
+        """
+        nonfinite, stop = self._nonfinite_step is not None, self._stop_requested
+        if reduce and trainer.world_size > 1:
+            nonfinite = bool(trainer.strategy.reduce_boolean_decision(nonfinite, all=False))
+            stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
+        if nonfinite and not self.failed:
+            step = self._nonfinite_step
+            where = f"at step {step}" if step is not None else "on another rank"
+            self.failed = (
+                f"The loss became non-finite (NaN/inf) {where}; the run was stopped (that "
+                f"step's gradients were zeroed). Lower the learning rate, use "
+                f"precision='32-true', or check the data."
+            )
+            self.event(trainer, "nan", self.failed)
             trainer.should_stop = True
-            self.event(trainer, "stopped", f"Stopped by request after step {rec['step']}.")
+        elif stop and not self.stopped and not self.failed:
+            self.stopped = self._stop_requested = True
+            trainer.should_stop = True
+            self.event(trainer, "stopped", f"Stopped by request after step {trainer.global_step}.")
 
     def _monitor(
         self, trainer: L.Trainer, pl_module: L.LightningModule, knn: bool = True
@@ -241,6 +346,9 @@ class MonitorCallback(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Epoch record with kNN and std, collapse check, checkpoint."""
+        if self._pending:  # the epoch ended between read-backs: write what is left
+            self._write_pending(trainer)
+            self._decide(trainer, reduce=False)
         if self.failed:
             return
         # A stop request ends the run at once: the partial epoch gets its record (so a resumed
@@ -324,6 +432,8 @@ class MonitorCallback(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Final checkpoint and export (also after a stop)."""
+        if self._pending:
+            self._write_pending(trainer)
         if not self.failed:
             self.save(trainer, pl_module)
 

@@ -6,12 +6,14 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from workbench.augment.batched import epoch_seed
 from workbench.data import ImageDataset
 
 # Above this many bytes the decoded cache is not built and the per-image path is used.
@@ -93,3 +95,26 @@ def resolve_num_workers(num_workers: int | str, per_image: bool) -> int:
     if sys.platform == "win32" or multiprocessing.get_start_method(allow_none=True) == "spawn":
         n = min(n, 4)  # spawn start-up costs seconds per worker
     return n
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A random permutation per epoch, from ``epoch_seed(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every epoch (also the first one after a resume),
+    so a resumed run continues with the order of the epoch it resumes in instead of replaying
+    the first epoch's.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.n, generator=gen).tolist())

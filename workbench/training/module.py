@@ -67,8 +67,18 @@ def build_optimizer(
     return torch.optim.SGD(groups, lr=lr, momentum=0.9)
 
 
+def cosine_between(step: int, max_steps: int, start: float, end: float) -> float:
+    """Cosine from ``start`` at step 0 to ``end`` at ``max_steps`` (DINO's weight decay)."""
+    t = min(1.0, step / max(1, max_steps))
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * t))
+
+
 class SSLModule(L.LightningModule):
     """Wraps a :class:`Method`: batched device augmentation, optimiser, LR schedule, hooks.
+
+    A non-finite loss never costs a host-device sync here: its flag stays on the device
+    (``finite``), its gradients are zeroed before the optimiser step (on every rank: DDP has
+    averaged them already), and the monitor reads the flag back at its cadence and fails the run.
 
     Args:
         method: The SSL method (backbone + heads + loss).
@@ -77,6 +87,7 @@ class SSLModule(L.LightningModule):
         warmup_steps: Linear warm-up steps.
         augment: A BatchedViews module (cached-tensor path) or None (views come ready-made).
         channels_last: Use the channels-last memory format for conv nets.
+        weight_decay_end: End of a cosine weight-decay schedule (None: constant).
     """
 
     def __init__(
@@ -88,6 +99,7 @@ class SSLModule(L.LightningModule):
         warmup_steps: int,
         augment: BatchedViews | None,
         channels_last: bool = False,
+        weight_decay_end: float | None = None,
     ) -> None:
         super().__init__()
         self.method = method
@@ -96,8 +108,9 @@ class SSLModule(L.LightningModule):
         self.warmup_steps = warmup_steps
         self.augment = augment
         self.channels_last = channels_last
+        self.weight_decay_end = weight_decay_end
         self.last_output: Any = None  # StepOutput of the last batch, for the monitor callback
-        self.nonfinite_step: int | None = None
+        self.finite: torch.Tensor | None = None  # on-device flag: the last loss was finite
         if channels_last:
             self.method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
@@ -117,27 +130,38 @@ class SSLModule(L.LightningModule):
         return batch
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> Any:
-        """One SSL step; a non-finite loss skips the update and is reported by the monitor."""
+        """One SSL step; a non-finite loss keeps its flag on the device (see the class doc)."""
         out = self.method.training_step_loss(
             batch, epoch=self.current_epoch, step=self.global_step, max_steps=self.max_steps
         )
         self.last_output = out
-        if not torch.isfinite(out.loss.detach()):
-            self.nonfinite_step = int(self.global_step)
-            return None  # Lightning skips backward and the optimiser step
+        self.finite = torch.isfinite(out.loss.detach())
         return out.loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Let the method edit gradients (e.g. DINO's frozen last layer)."""
+        """Zero a non-finite step's gradients; schedule the weight decay; method hook.
+
+        The method may edit gradients (DINO's frozen last layer); the trainer clips after this.
+        """
+        if self.finite is not None:
+            bad = ~self.finite
+            for p in self.method.parameters():
+                if p.grad is not None:
+                    p.grad.masked_fill_(bad, 0.0)
+        if self.weight_decay_end is not None:  # group 0 is the decayed one (param_groups)
+            optimizer.param_groups[0]["weight_decay"] = cosine_between(
+                self.global_step, self.max_steps, self.method.weight_decay(), self.weight_decay_end
+            )
         self.method.before_optimizer_step(epoch=self.current_epoch)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Momentum-encoder updates after the optimiser step."""
-        if self.nonfinite_step is None:
-            self.method.after_optimizer_step(step=self.global_step, max_steps=self.max_steps)
+        self.method.after_optimizer_step(step=self.global_step, max_steps=self.max_steps)
 
     def on_train_epoch_start(self) -> None:
-        """Per-epoch method state."""
+        """Per-epoch method state and augmentation draws (seeded by seed, epoch and rank)."""
+        if self.augment is not None:
+            self.augment.set_epoch(self.current_epoch, self.global_rank)
         self.method.on_epoch_start(self.current_epoch)
 
     def configure_optimizers(self) -> Any:
