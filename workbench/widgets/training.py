@@ -110,8 +110,16 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def progress_text(record: Mapping[str, Any], epochs: int | None) -> tuple[int, int, str]:
-    """(value, max, label) of the progress bar from a step record (epoch and batch are 0-based)."""
+def progress_text(
+    record: Mapping[str, Any], epochs: int | None, *, eta: bool = True
+) -> tuple[int, int, str]:
+    """(value, max, label) of the progress bar from a step record (epoch and batch are 0-based).
+
+    Args:
+        record: A step record (``epoch``, ``batch``, ``batches_per_epoch``, ``seconds``...).
+        epochs: Total epochs of the run (None: the record's ``epochs``).
+        eta: Add the estimated time left (False once the run is over).
+    """
     bpe = int(record.get("batches_per_epoch") or 0)
     epoch = int(record.get("epoch") or 0)
     batch = int(record.get("batch") or 0)
@@ -123,9 +131,51 @@ def progress_text(record: Mapping[str, Any], epochs: int | None) -> tuple[int, i
     if isinstance(ips, (int, float)) and math.isfinite(ips):
         parts.append(f"{ips:,.0f} img/s")
     seconds = record.get("seconds")
-    if total and isinstance(seconds, (int, float)) and done > 0:
+    if eta and total and isinstance(seconds, (int, float)) and done > 0:
         parts.append(f"ETA {_fmt_seconds(seconds / done * max(total - done, 0))}")
     return done, max(total, done, 1), " · ".join(parts)
+
+
+def complete_epochs(history: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records of whole epochs.
+
+    A Stop mid-epoch writes a ``partial`` record (a few steps' mean, no kNN) that must not be
+    drawn as an epoch point; its steps stay in the per-step curve.
+    """
+    return [rec for rec in history if not rec.get("partial")]
+
+
+def _plotted(run: Any) -> Any:
+    """``run`` as the training-curve plot should see it: whole epochs only."""
+    return SimpleNamespace(
+        history=complete_epochs(getattr(run, "history", None) or []),
+        steps=list(getattr(run, "steps", None) or []),
+        config=dict(getattr(run, "config", None) or {}),
+        name=getattr(run, "name", None),
+    )
+
+
+def stopped_text(
+    run: Any, epochs: int | None, history: Sequence[Mapping[str, Any]] | None = None
+) -> str:
+    """What the message area says after Stop: where the run ended and how to continue it.
+
+    Args:
+        run: The stopped Run (its ``config`` and ``out``).
+        epochs: Total epochs asked for (when the config lacks them).
+        history: Epoch records received (default: ``run.history``).
+    """
+    from workbench.cli import resume_commands
+
+    config = dict(getattr(run, "config", None) or {})
+    total = int(config.get("epochs") or epochs or 0)
+    records = history if history is not None else getattr(run, "history", None) or []
+    done = len(complete_epochs(records))
+    python, cli = resume_commands(config, getattr(run, "out", ""), epochs=total or None)
+    return (
+        f"Stopped with a checkpoint after {done} of {total or '?'} epochs. To continue it from "
+        f"the checkpoint, in the same folder, run\n  {python}\nor\n  {cli}"
+    )
 
 
 def run_label(summary: Mapping[str, Any]) -> str:
@@ -154,6 +204,20 @@ def run_label(summary: Mapping[str, Any]) -> str:
 
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _ui_poll() -> Callable[[], Any] | None:
+    """jupyter-ui-poll's ``ui_events`` when running in a Jupyter kernel, else None."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return None
+    from jupyter_ui_poll import ui_events
+
+    return ui_events  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +269,8 @@ class TrainingLauncher(widgets.VBox):
         runs_root: Folder whose runs the browser lists; new runs without an output folder go
             there. Defaults to the parent of ``out`` when given, else ``"runs"``.
         redraw_interval: Minimum seconds between two redraws of the live figure.
+        data_root: Refuse data, output and runs folders outside this directory (``workbench
+            app --data-root``); None allows any.
         **train_kwargs: Any other ``wb.train`` argument. ``model``, ``epochs``, ``batch_size``,
             ``input_size``, ``lr``, ``accelerator`` and ``out`` pre-fill the form; the rest
             (``method_args``, ``num_workers``, ``max_steps``, ``seed``, ...) are passed through
@@ -232,9 +298,12 @@ class TrainingLauncher(widgets.VBox):
         *,
         runs_root: str | Path | None = None,
         redraw_interval: float = 0.5,
+        data_root: str | Path | None = None,
         **train_kwargs: Any,
     ) -> None:
         super().__init__()
+        self.data_root = None if data_root is None else Path(data_root).expanduser().resolve()
+        self._checked_data: tuple[str, Any] | None = None
         self.redraw_interval = float(redraw_interval)
         self.train_kwargs: dict[str, Any] = dict(train_kwargs)
         if "callbacks" in self.train_kwargs:
@@ -372,7 +441,8 @@ class TrainingLauncher(widgets.VBox):
         self.progress_label = widgets.HTML(value="")
         self.message_area = widgets.HTML(value=methods_note)
         self.error_area = widgets.HTML(value="", layout={"display": "none"})
-        self.plot = widgets.Image(format="png", layout={"max_width": "100%"})
+        # hidden while empty: an Image without bytes shows a broken-image icon
+        self.plot = widgets.Image(format="png", layout={"max_width": "100%", "display": "none"})
 
         self.runs_root_input = widgets.Text(
             value=str(runs_root), description="Runs folder", style=label_w, layout=lay
@@ -388,7 +458,9 @@ class TrainingLauncher(widgets.VBox):
         self.embeddings_button = widgets.Button(
             description="Open embeddings", icon="braille", tooltip="First selected run"
         )
-        self.overlay_plot = widgets.Image(format="png", layout={"max_width": "100%"})
+        self.overlay_plot = widgets.Image(
+            format="png", layout={"max_width": "100%", "display": "none"}
+        )
         self.embeddings_area = widgets.VBox()
         browser = widgets.VBox(
             [
@@ -490,7 +562,8 @@ class TrainingLauncher(widgets.VBox):
     def _say(self, text: str, level: str = "info") -> None:
         colors = {"info": "#333", "warning": "#b35900", "success": "green"}
         self.message_area.value = (
-            f"<span style='color:{colors.get(level, '#333')}'>{html.escape(text)}</span>"
+            f"<span style='color:{colors.get(level, '#333')};white-space:pre-wrap'>"
+            f"{html.escape(text)}</span>"
         )
 
     def _report_error(self, title: str, exc: BaseException | str, tb: str = "") -> None:
@@ -539,8 +612,11 @@ class TrainingLauncher(widgets.VBox):
         """
         args = {k: v for k, v in self.train_kwargs.items() if k not in _FIELDS_WITH_FORM}
         data = self.form_data()
-        if not data:
-            raise ValueError("Data is empty: enter a dataset name (e.g. 'digits') or a folder.")
+        if not isinstance(data, (str, Path)) or not str(data).strip():
+            if not data:
+                raise ValueError("Data is empty: enter a dataset name (e.g. 'digits') or a folder.")
+        else:
+            self._check_data(str(data))
         method = str(self.method_dropdown.value)
         args.update(
             data=data,
@@ -554,15 +630,45 @@ class TrainingLauncher(widgets.VBox):
         )
         out = self.out_input.value.strip()
         if out:
+            self._check_path(out, "Output folder")
             args["out"] = out
         else:
             from workbench.runs import new_run_dir
 
-            args["out"] = str(new_run_dir(self.runs_root_input.value.strip() or "runs", method))
+            root = self.runs_root_input.value.strip() or "runs"
+            self._check_path(root, "Runs folder")
+            args["out"] = str(new_run_dir(root, method))
         transform_args = self.transform_args()
         if transform_args is not None:
             args["transform_args"] = transform_args
         return args
+
+    def _check_path(self, path: str, what: str) -> None:
+        """Refuse a folder outside ``data_root`` (when the launcher has one)."""
+        if self.data_root is not None:
+            from workbench.app import check_inside
+
+            check_inside(path, self.data_root, what)
+
+    def _check_data(self, spec: str) -> None:
+        """Load the form's data before a run is created (cached per spec).
+
+        A bad folder or name is then reported here and no run folder is left behind.
+
+        Raises:
+            FileNotFoundError: A folder that does not exist.
+            ValueError: An unknown name, a folder without images, or a path outside
+                ``data_root``.
+        """
+        if self.data_root is not None:
+            from workbench.app import check_data_spec
+
+            check_data_spec(spec, self.data_root)
+        if self._checked_data is not None and self._checked_data[0] == spec:
+            return
+        from workbench.data import load_dataset
+
+        self._checked_data = (spec, load_dataset(spec))
 
     @staticmethod
     def _parse_optional(text: str, field: str, kind: type) -> Any:
@@ -618,12 +724,19 @@ class TrainingLauncher(widgets.VBox):
         except ImportError as exc:
             self._say(f"The augmentation explorer is not available: {exc}", "warning")
             return None
+        from workbench.augment.recipes import training_input_size
+
         method = str(self.method_dropdown.value)
-        kwargs: dict[str, Any] = {}
+        data = self.form_data() or "digits"
+        if isinstance(data, (str, Path)):
+            self._check_data(str(data))
+            assert self._checked_data is not None
+            data = self._checked_data[1]
         size = self._parse_optional(self.input_size_input.value, "Input size", int)
-        if size is not None:
-            kwargs["input_size"] = size  # preview the views at the training size
-        explorer = AugmentationExplorer(data=self.form_data() or "digits", method=method, **kwargs)
+        native = (getattr(data, "meta", None) or {}).get("image_size")
+        # preview at the size Start trains at (small-image recipe included)
+        size = training_input_size(size, native, str(self.device_dropdown.value))
+        explorer = AugmentationExplorer(data=data, method=method, input_size=size)
         self._explorer = explorer
         dropdown = getattr(explorer, "method_dropdown", None)
         if dropdown is not None:
@@ -706,24 +819,17 @@ class TrainingLauncher(widgets.VBox):
                 )
                 return False
             self.clear_error()
+            self._reset_view()
             try:
                 kwargs = self.train_arguments()
-            except ValueError as exc:
+            except (ValueError, OSError) as exc:  # nothing was created: the form says why
                 self._report_error("Cannot start", exc)
                 return False
             self._token += 1
             token = self._token
-            self.run = None
-            self.history, self.steps, self.events = [], [], []
-            self.last_plot_data, self.last_figure = {}, None
-            self.plot.value = b""  # the previous run's curves must not pass for this one's
-            self.redraw_times = []
             self._epochs_total = int(kwargs["epochs"])
-            self._run_config = {}
             self._stop_flag.clear()
             self._paint_stop.clear()
-            self._dirty = False
-            self.progress.value, self.progress.max, self.progress.bar_style = 0, 1, ""
             self.progress_label.value = "starting..."
             self._say(f"Run folder: {kwargs['out']}")
             self.status = "starting"
@@ -743,6 +849,21 @@ class TrainingLauncher(widgets.VBox):
             self._thread.start()
         return True
 
+    def _reset_view(self) -> None:
+        """Forget the previous run's state: status, progress, messages, curves (every Start)."""
+        self.run = None
+        self.history, self.steps, self.events = [], [], []
+        self.last_plot_data, self.last_figure = {}, None
+        self.plot.value = b""  # the previous run's curves must not pass for this one's
+        self.plot.layout.display = "none"  # no broken-image icon before the first redraw
+        self.redraw_times = []
+        self._run_config = {}
+        self._dirty = False
+        self.progress.value, self.progress.max, self.progress.bar_style = 0, 1, ""
+        self.progress_label.value = ""
+        self.message_area.value = ""
+        self.status = "idle"
+
     def stop(self) -> None:
         """Ask the run to stop; it ends within one batch with a checkpoint (status "stopped")."""
         if not self.running:
@@ -753,16 +874,33 @@ class TrainingLauncher(widgets.VBox):
         self.status = "stopping"
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the current run (and its final redraw) is over.
+        """Block until the current run (and its final redraw) is over; Stop still works.
+
+        In a Jupyter kernel the cell that calls ``wait()`` keeps the kernel busy, so widget
+        messages (the Stop click) would queue until it returns. ``wait()`` therefore processes
+        them while it waits, with jupyter-ui-poll (pinned in constraints.txt: its technique
+        depends on ipykernel internals, and the browser test covers it). Outside a kernel it
+        simply joins the training thread.
 
         Returns:
             True when no run is in progress any more, False on timeout.
         """
         thread = self._thread
-        if thread is not None:
+        if thread is None:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poll = _ui_poll()
+        if poll is None:
             thread.join(timeout)
             return not thread.is_alive()
-        return True
+        with poll() as process_events:
+            while thread.is_alive():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                process_events(20)  # Stop, and any other widget message, handled here
+                thread.join(0.05 if left is None else min(0.05, left))
+        return not thread.is_alive()
 
     def _train_worker(
         self, kwargs: dict[str, Any], callback: _LauncherCallback, token: int
@@ -808,10 +946,18 @@ class TrainingLauncher(widgets.VBox):
             self.progress.bar_style = "danger"
         else:
             self.progress.bar_style = "warning"
+        if self.steps:  # where it ended; no ETA once it is over
+            _, _, label = progress_text(self.steps[-1], self._epochs_total, eta=False)
+            self.progress_label.value = html.escape(f"{status} at {label}")
+        elif self.progress_label.value in ("starting...", "preparing the first batch..."):
+            self.progress_label.value = html.escape(f"{status} before the first batch")
         if self.run is not None and getattr(self.run, "out", None) is not None:
-            self._say(
-                f"Run {status}: {self.run.out}", "success" if status == "finished" else "info"
-            )
+            if status == "stopped":
+                self._say(stopped_text(self.run, self._epochs_total, self.history), "warning")
+            else:
+                self._say(
+                    f"Run {status}: {self.run.out}", "success" if status == "finished" else "info"
+                )
         try:
             self.refresh_runs()
         except Exception as exc:
@@ -894,13 +1040,16 @@ class TrainingLauncher(widgets.VBox):
             from workbench.plots.training import figure_line_data, training_curves
 
             name = getattr(self.run, "name", None)
-            live = SimpleNamespace(history=history, steps=steps, config=self._run_config, name=name)
+            live = SimpleNamespace(
+                history=complete_epochs(history), steps=steps, config=self._run_config, name=name
+            )
             method = self._run_config.get("method") or self.method_dropdown.value
             title = f"{method} · {name}" if name else str(method)
             fig = training_curves(live, title=title)
             self.last_figure = fig
             self.last_plot_data = figure_line_data(fig)
             self.plot.value = figure_to_png(fig, dpi=80, close=False)
+            self.plot.layout.display = None
             self.redraw_times.append(time.monotonic())
 
     # -- runs browser --------------------------------------------------------------------------
@@ -910,6 +1059,7 @@ class TrainingLauncher(widgets.VBox):
         from workbench.runs import list_runs
 
         root = self.runs_root_input.value.strip() or "runs"
+        self._check_path(root, "Runs folder")
         runs = list_runs(root)
         selected = {getattr(self._runs[i], "out", None) for i in self.runs_select.value}
         self._runs = runs
@@ -928,13 +1078,15 @@ class TrainingLauncher(widgets.VBox):
         runs = self.selected_runs
         if not runs:
             self.overlay_plot.value = b""
+            self.overlay_plot.layout.display = "none"
             return None
         from workbench.plots.common import figure_to_png
         from workbench.plots.training import figure_line_data, training_curves
 
-        fig = training_curves(runs, title=f"{len(runs)} run(s)")
+        fig = training_curves([_plotted(r) for r in runs], title=f"{len(runs)} run(s)")
         self.overlay_data = figure_line_data(fig)
         self.overlay_plot.value = figure_to_png(fig, dpi=80, close=False)
+        self.overlay_plot.layout.display = None
         return fig
 
     def open_embeddings(self) -> Any:
