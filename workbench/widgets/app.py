@@ -29,6 +29,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from workbench.widgets import button_layout
 from workbench.widgets.augmentation import AugmentationExplorer
 from workbench.widgets.training import TrainingLauncher, run_label
 
@@ -119,7 +120,9 @@ class Workbench(widgets.VBox):
             placeholder="digits | shapes | photos | a folder",
             layout=widgets.Layout(width="320px"),
         )
-        self.load_button = widgets.Button(description="Load data", icon="folder-open")
+        self.load_button = widgets.Button(
+            description="Load data", icon="folder-open", layout=button_layout()
+        )
         self.method_dropdown = widgets.Dropdown(
             options=methods, value=method, description="Method", layout={"width": "240px"}
         )
@@ -153,7 +156,9 @@ class Workbench(widgets.VBox):
         self.reducer_dropdown = widgets.Dropdown(
             options=list(REDUCERS), value=reducer, description="map", layout={"width": "160px"}
         )
-        self.open_button = widgets.Button(description="Open", icon="braille")
+        self.open_button = widgets.Button(
+            description="Open", icon="braille", layout=button_layout()
+        )
         self.embed_note = widgets.HTML(
             "Pick a run (or the random-init backbone as a baseline) and press <b>Open</b>. A run "
             "that ends in the Train tab appears here by itself."
@@ -285,7 +290,13 @@ class Workbench(widgets.VBox):
         explorer.method_dropdown.observe(self._on_augment_method, "value")
         # Every accepted change redraws the preview: that is when the settings flow to training.
         explorer.preview.observe(lambda _: self._safely("Augment", self.sync_transform), "value")
-        self.augment_box.children = [explorer]
+        size = explorer.recipe.view_sizes[0]
+        note = widgets.HTML(
+            f"<small>Previews at <b>{size} px</b>, the size the Train tab's Start trains at "
+            f"(its Input size field, else the data's native size), with the same recipe; these "
+            f"settings are the next run's.</small>"
+        )
+        self.augment_box.children = [note, explorer]
         return explorer
 
     @property

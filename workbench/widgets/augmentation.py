@@ -40,6 +40,7 @@ from workbench.augment.recipes import (
     recipe,
     valid_override_keys,
 )
+from workbench.widgets import button_layout
 
 MAX_ROWS = 12  # images in one preview (uploads included)
 _FAMILIES = {
@@ -220,10 +221,17 @@ class AugmentationExplorer(widgets.VBox):
             layout={"width": "220px"},
         )
         self.seed = w.IntText(value=int(seed), description="seed", layout={"width": "150px"})
-        self.resample_button = w.Button(description="Resample", icon="refresh")
-        self.reset_button = w.Button(description="Reset to defaults", icon="undo")
+        self.resample_button = w.Button(
+            description="Resample", icon="refresh", layout=button_layout()
+        )
+        self.reset_button = w.Button(
+            description="Reset to defaults", icon="undo", layout=button_layout()
+        )
         self.code_button = w.Button(
-            description="Show code", icon="code", tooltip="Show the make_transform call"
+            description="Show code",
+            icon="code",
+            tooltip="Show the make_transform call",
+            layout=button_layout(),
         )
         self.copy_button = w.HTML(copy_button_html(self.code))
         self.n_images = w.BoundedIntText(
@@ -240,13 +248,15 @@ class AugmentationExplorer(widgets.VBox):
             tooltip="Image indices, e.g. 0, 3, 5-7",
             layout={"width": "220px"},
         )
-        self.random_button = w.Button(description="Random images", icon="random")
+        self.random_button = w.Button(
+            description="Random images", icon="random", layout=button_layout()
+        )
         self.upload = w.FileUpload(accept="image/*", multiple=True, description="Your images")
-        self.clear_uploads_button = w.Button(description="Clear uploads")
+        self.clear_uploads_button = w.Button(description="Clear uploads", layout=button_layout())
         self.show_params = w.Checkbox(value=bool(show_params), description="show sampled params")
         self.link_groups = w.Checkbox(value=False, description="edit all view groups together")
         self.ab_mode = w.Checkbox(value=False, description="A/B compare")
-        self.b_to_a_button = w.Button(description="B -> A", disabled=True)
+        self.b_to_a_button = w.Button(description="B -> A", disabled=True, layout=button_layout())
         self.error = w.HTML()
         self.status = w.HTML()
         self.code_area = w.Textarea(
@@ -266,6 +276,7 @@ class AugmentationExplorer(widgets.VBox):
             [self.ab_diff, w.HBox([self._a_box, w.VBox([self._b_label, self.preview])])],
             layout={"overflow": "auto", "flex": "1 1 auto", "min_width": "0"},
         )
+        previews.add_class("workbench-previews")  # the one pane meant to scroll
         left = w.VBox([self.tabs], layout={"width": "480px", "flex": "0 0 auto"})
         self.children = [
             w.HBox(

@@ -29,6 +29,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from workbench.widgets import button_layout
+
 DEVICES = ("auto", "cpu", "cuda")
 _FIELDS_WITH_FORM = ("out", "model", "epochs", "batch_size", "input_size", "lr", "accelerator")
 
@@ -81,6 +83,19 @@ def _card_value(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _defaults_html(defaults: Mapping[str, Any]) -> str:
+    """The method's config defaults as a folded two-column table (``method_args`` keys)."""
+    rows = "".join(
+        f"<tr><td style='padding-right:10px'><code>{html.escape(str(k))}</code></td>"
+        f"<td>{_card_value(v)}</td></tr>"
+        for k, v in defaults.items()
+    )
+    return (
+        "<details><summary>Method settings and their defaults (<code>method_args</code>)"
+        f"</summary><table style='font-size:12px'>{rows}</table></details>"
+    )
+
+
 def method_card_html(name: str, card: Mapping[str, Any] | None, hints: Sequence[str] = ()) -> str:
     """The method card as HTML: every key of ``describe_method`` that exists, then the hints."""
     parts = [f"<b>{html.escape(name)}</b>"]
@@ -93,6 +108,9 @@ def method_card_html(name: str, card: Mapping[str, Any] | None, hints: Sequence[
         for key in keys:
             value = card[key]
             if key == "summary" or key in _CARD_SKIP or value in (None, "", [], (), {}):
+                continue
+            if key == "defaults" and isinstance(value, Mapping):
+                parts.append(_defaults_html(value))
                 continue
             title = _CARD_TITLES.get(key) or key.replace("_", " ").capitalize()
             parts.append(f"<b>{html.escape(title)}:</b> {_card_value(value)}")
@@ -206,18 +224,49 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _ui_poll() -> Callable[[], Any] | None:
-    """jupyter-ui-poll's ``ui_events`` when running in a Jupyter kernel, else None."""
+_SUBSHELLS: dict[int, str] = {}  # id(kernel) -> the subshell that serves Stop buttons
+
+
+def handle_in_subshell(*controls: widgets.Widget) -> bool:
+    """Handle these widgets' messages in a kernel subshell, so they work while a cell runs.
+
+    A cell blocked in ``launcher.wait()`` (what Run All does) keeps the kernel's main shell
+    busy: a Stop click would queue until the cell ends. ipykernel 7 runs *subshells*, each in
+    its own thread (JEP 91), and routes a comm's messages to the subshell its
+    ``_reply_subshell_for`` names. So the Stop button's comm is routed to a subshell made for
+    it: the click runs ``stop()`` at once, whatever the main shell is doing. This uses
+    ipykernel internals (7.4: ``shell_channel_thread.manager`` and ``_reply_subshell_for``), so
+    ipykernel is pinned (pyproject, constraints.txt) and tests/test_browser.py checks it.
+    jupyter-ui-poll, the usual tool, cannot do it here: its ``do_one_iteration`` is gone in
+    ipykernel 7.4.
+
+    Returns:
+        True when the controls are served by a subshell; False outside a kernel or with an
+        ipykernel without subshells (then Stop works from a free kernel only).
+    """
     try:
         from IPython import get_ipython
-    except ImportError:
-        return None
-    shell = get_ipython()
-    if shell is None or getattr(shell, "kernel", None) is None:
-        return None
-    from jupyter_ui_poll import ui_events
 
-    return ui_events  # type: ignore[no-any-return]
+        kernel = getattr(get_ipython(), "kernel", None)
+        thread = getattr(kernel, "shell_channel_thread", None)
+        if kernel is None or thread is None or not kernel._supports_kernel_subshells:
+            return False
+        sid = _SUBSHELLS.get(id(kernel))
+        if sid is None:
+            socket = thread.manager.control_to_shell_channel.from_socket
+            socket.send_json({"type": "create"})  # as a create_subshell_request does
+            reply = socket.recv_json()
+            if reply.get("status") != "ok":
+                return False
+            sid = _SUBSHELLS[id(kernel)] = str(reply["subshell_id"])
+        for control in controls:
+            comm = getattr(control, "comm", None)
+            if comm is None or not hasattr(comm, "_reply_subshell_for"):
+                return False
+            comm._reply_subshell_for = lambda data, default, sid=sid: sid
+        return True
+    except Exception:  # an ipykernel whose internals differ: fall back to the main shell
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,6 +463,7 @@ class TrainingLauncher(widgets.VBox):
             description="Augmentations...",
             tooltip="Preview and edit the views of this method",
             icon="image",
+            layout=button_layout(),
         )
         form = widgets.VBox(
             [
@@ -432,9 +482,15 @@ class TrainingLauncher(widgets.VBox):
         self.card = widgets.HTML(layout=widgets.Layout(width="440px", padding="0 0 0 12px"))
         self.augment_area = widgets.VBox()
 
-        self.start_button = widgets.Button(description="Start", button_style="success", icon="play")
+        self.start_button = widgets.Button(
+            description="Start", button_style="success", icon="play", layout=button_layout()
+        )
         self.stop_button = widgets.Button(
-            description="Stop", button_style="danger", icon="stop", disabled=True
+            description="Stop",
+            button_style="danger",
+            icon="stop",
+            disabled=True,
+            layout=button_layout(),
         )
         self.status_label = widgets.HTML(value=self._status_html("idle"))
         self.progress = widgets.IntProgress(value=0, min=0, max=1, layout={"width": "340px"})
@@ -447,7 +503,9 @@ class TrainingLauncher(widgets.VBox):
         self.runs_root_input = widgets.Text(
             value=str(runs_root), description="Runs folder", style=label_w, layout=lay
         )
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.refresh_button = widgets.Button(
+            description="Refresh", icon="refresh", layout=button_layout()
+        )
         self.runs_select = widgets.SelectMultiple(
             options=[],
             rows=6,
@@ -456,7 +514,10 @@ class TrainingLauncher(widgets.VBox):
             layout=widgets.Layout(width="95%"),
         )
         self.embeddings_button = widgets.Button(
-            description="Open embeddings", icon="braille", tooltip="First selected run"
+            description="Open embeddings",
+            icon="braille",
+            tooltip="First selected run",
+            layout=button_layout(),
         )
         self.overlay_plot = widgets.Image(
             format="png", layout={"max_width": "100%", "display": "none"}
@@ -485,6 +546,8 @@ class TrainingLauncher(widgets.VBox):
             self.runs_browser,
         ]
 
+        # Stop must work while the main shell is busy (a cell blocked in wait())
+        self.stop_in_subshell = handle_in_subshell(self.stop_button)
         self.start_button.on_click(lambda _: self._safely("Start", self.start))
         self.stop_button.on_click(lambda _: self._safely("Stop", self.stop))
         self.augment_button.on_click(
@@ -741,7 +804,9 @@ class TrainingLauncher(widgets.VBox):
         dropdown = getattr(explorer, "method_dropdown", None)
         if dropdown is not None:
             dropdown.observe(self._on_explorer_method, "value")
-        close = widgets.Button(description="Close augmentations", icon="times")
+        close = widgets.Button(
+            description="Close augmentations", icon="times", layout=button_layout()
+        )
         close.on_click(lambda _: self._close_explorer())
         note = widgets.HTML(
             "Augmentation settings: the next Start uses them (with the form's input size)."
@@ -874,33 +939,19 @@ class TrainingLauncher(widgets.VBox):
         self.status = "stopping"
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the current run (and its final redraw) is over; Stop still works.
+        """Block until the current run (and its final redraw) is over.
 
-        In a Jupyter kernel the cell that calls ``wait()`` keeps the kernel busy, so widget
-        messages (the Stop click) would queue until it returns. ``wait()`` therefore processes
-        them while it waits, with jupyter-ui-poll (pinned in constraints.txt: its technique
-        depends on ipykernel internals, and the browser test covers it). Outside a kernel it
-        simply joins the training thread.
+        In JupyterLab the Stop button still works while a cell blocks here: its messages are
+        handled in a kernel subshell (:func:`handle_in_subshell`).
 
         Returns:
             True when no run is in progress any more, False on timeout.
         """
         thread = self._thread
-        if thread is None:
-            return True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        poll = _ui_poll()
-        if poll is None:
+        if thread is not None:
             thread.join(timeout)
             return not thread.is_alive()
-        with poll() as process_events:
-            while thread.is_alive():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                process_events(20)  # Stop, and any other widget message, handled here
-                thread.join(0.05 if left is None else min(0.05, left))
-        return not thread.is_alive()
+        return True
 
     def _train_worker(
         self, kwargs: dict[str, Any], callback: _LauncherCallback, token: int
