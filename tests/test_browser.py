@@ -236,13 +236,18 @@ def test_quickstart_in_jupyterlab(lab, tmp_path):
                 "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
                 timeout=180_000,
             )
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            # not awaited: the command's promise resolves only when every cell has run, and
+            # the cell blocked in wait() is the point
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
             launcher = _widget_output(page, "wb.TrainingLauncher(")
             if not _UPDATE:
                 # Item 1: Run All blocks in launcher.wait(); Stop must still end the run.
-                expect(launcher.locator(".widget-html", has_text="epoch 2/50").first).to_be_visible(
-                    timeout=300_000
-                )
+                seen, t_end = "", time.monotonic() + 300
+                while "epoch 2/50" not in seen and time.monotonic() < t_end:
+                    time.sleep(2)
+                    seen = launcher.inner_text(timeout=30_000)
+                page.screenshot(path=str(_OUT / "during_wait.png"))
+                assert "epoch 2/50" in seen, f"no progress shown while wait() blocks: {seen!r}"
                 state = page.evaluate(_CELLS_JS)
                 assert state["kernel"] == "busy" and None in state["counts"], state
                 at_click = _step_count(runs)
