@@ -268,12 +268,22 @@ class AugmentationExplorer(widgets.VBox):
         self.preview_a = w.Image(format="png", layout=natural)
         self.ab_diff = w.HTML()
         self.tabs = w.Tab()
-        self._a_box = w.VBox([w.HTML("<b>A</b> (fixed)"), self.preview_a])
+        self._a_box = w.VBox(
+            [w.HTML("<b>A</b> (fixed)"), self.preview_a], layout={"flex": "0 0 auto"}
+        )
         self._b_label = w.HTML("<b>B</b> (controls)")
         self._a_box.layout.display = "none"
         self._b_label.layout.display = "none"
         previews = w.VBox(
-            [self.ab_diff, w.HBox([self._a_box, w.VBox([self._b_label, self.preview])])],
+            [
+                self.ab_diff,
+                w.HBox(
+                    [
+                        self._a_box,
+                        w.VBox([self._b_label, self.preview], layout={"flex": "0 0 auto"}),
+                    ]
+                ),
+            ],
             layout={"overflow": "auto", "flex": "1 1 auto", "min_width": "0"},
         )
         previews.add_class("workbench-previews")  # the one pane meant to scroll
