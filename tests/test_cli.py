@@ -113,3 +113,106 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint(folder: Path, tmp_path: Path) ->
     assert run.status == "stopped" and run.checkpoint.is_file()
     assert len(run.history) < 200
     assert os.path.getsize(run.backbone_path) > 0
+
+
+def test_every_option_has_help_and_its_default() -> None:
+    """`workbench train --help`: every option has a help line, and "(default: X)" if it has one."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for command in ("train", "demo", "app"):
+        p = sub.choices[command]  # type: ignore[attr-defined]
+        text = " ".join(p.format_help().split())
+        for action in p._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"{command} {action.option_strings} has no help text"
+            if action.default not in (None, False):
+                assert f"(default: {action.default})" in text, (command, action.dest)
+    train_help = " ".join(sub.choices["train"].format_help().split())  # type: ignore[attr-defined]
+    for flag, default in (("--epochs", 10), ("--batch-size", 128), ("--precision", "auto")):
+        assert flag in train_help and f"(default: {default})" in train_help
+
+
+def test_cli_defaults_are_wb_train_defaults() -> None:
+    """One default per setting: the CLI's are wb.train's (the README's example uses them)."""
+    import inspect
+
+    from workbench.cli import TRAIN_DEFAULTS
+    from workbench.training import train
+
+    params = inspect.signature(train).parameters
+    for key, value in TRAIN_DEFAULTS.items():
+        assert params[key].default == value, key
+    args = build_parser().parse_args(["train"])
+    assert args.model == params["model"].default and args.epochs == params["epochs"].default
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = next(line for line in readme.splitlines() if "workbench train --data digits" in line)
+    assert "--model" not in example or f"--model {params['model'].default} " in example
+
+
+def test_backbones_lists_every_backbone(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    for name, desc in wb.list_backbones().items():
+        assert f"{name} " in out and desc in out
+
+
+def test_methods_verbose_reads_the_cards_without_torch() -> None:
+    """`workbench methods -v` took 2.6 s importing torch; the cards now come from the source."""
+    from workbench.cli import method_cards
+
+    cards = method_cards()
+    assert sorted(cards) == wb.list_methods()
+    printed = ("summary", "use_when", "avoid_when", "batch_size", "epochs", "backbones")
+    for name, card in cards.items():
+        full = wb.describe_method(name)
+        assert {k: card[k] for k in printed} == {k: full[k] for k in printed}, name
+    code = (
+        "import sys; from workbench.cli import main; main(['methods', '-v']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("use when:") == len(wb.list_methods())
+
+
+class _Terminal:
+    """A stderr stand-in that says it is a terminal (so tqdm draws its bar)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_tqdm_bar_with_live_metrics() -> None:
+    from types import SimpleNamespace
+
+    from tqdm import tqdm
+
+    from workbench.cli import ProgressPrinter
+
+    term = _Terminal()
+    printer = ProgressPrinter(term)
+    printer.on_start(SimpleNamespace(config={"epochs": 2}, out="runs/x"))
+    step = {"epoch": 0, "batch": 2, "step": 2, "batches_per_epoch": 4, "loss": 1.25,
+            "rep_std": 0.0442, "images_per_s": 321.0, "seconds": 1.0}  # fmt: skip
+    printer.on_step(step)
+    assert isinstance(printer.bar, tqdm) and printer.bar.total == 8 and printer.bar.n == 3
+    printer.bar.refresh()
+    assert "epoch 1/2" in term.text and "loss=1.2500" in term.text and "img/s=321" in term.text
+    printer.on_epoch({"epoch": 0, "epochs": 2, "loss": 1.2, "rep_std": 0.05,
+                      "rep_std_ref": 0.0442, "knn_acc": 0.5, "images_per_s": 300.0})  # fmt: skip
+    printer.on_step({**step, "epoch": 1, "batch": 0, "step": 4})
+    printer.bar.refresh()
+    assert "epoch 1/2: loss 1.2000" in term.text and "knn=0.500" in term.text
+    printer.on_end(None)
+    assert printer.bar is None

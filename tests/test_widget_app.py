@@ -161,22 +161,162 @@ def test_cli_app_dry_run_prints_the_command(tmp_path, capsys):
 
 def test_serve_runs_voila_on_the_app_notebook(tmp_path, monkeypatch):
     import subprocess
+    import sys
 
     from workbench import app
 
     calls = []
+    real_popen = subprocess.Popen
 
-    def fake_call(cmd, cwd=None):
+    def fake_popen(cmd, cwd=None, **kw):
         nb = Path(cmd[3])
         calls.append((cmd, cwd, nb.read_text()))  # the notebook exists while Voila runs
-        return 0
+        return real_popen([sys.executable, "-c", "pass"], **kw)
 
-    monkeypatch.setattr(subprocess, "call", fake_call)
+    monkeypatch.setattr(subprocess, "Popen", fake_popen)
     assert app.serve(data="digits", method="simclr", runs_root=tmp_path / "r", port=9003) == 0
     ((cmd, cwd, text),) = calls
     assert "--port=9003" in cmd and Path(cmd[3]).parent == Path(cwd)
+    assert "--token=" in cmd  # loopback: no token
     assert str((tmp_path / "r").resolve()) in text  # runs_root is absolute for the kernel
     assert not Path(cwd).exists()  # the temporary folder is removed afterwards
+
+
+def test_network_host_gets_a_token_unless_opted_out():
+    """Item 12: 0.0.0.0 (the classroom case) is never served without a token by default."""
+    from workbench.app import is_loopback, page_url, resolve_token, voila_command
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    assert resolve_token("127.0.0.1") == ""
+    token = resolve_token("0.0.0.0")
+    assert len(token) >= 32 and token != resolve_token("0.0.0.0")
+    assert resolve_token("0.0.0.0", no_token=True) == ""
+    assert resolve_token("0.0.0.0", token="abc") == "abc"
+    with pytest.raises(ValueError, match="either --token or --no-token"):
+        resolve_token("0.0.0.0", token="abc", no_token=True)
+    assert f"--token={token}" in voila_command("a.ipynb", host="0.0.0.0", token=token)
+    assert page_url("0.0.0.0", 8866, "t0k") == "http://localhost:8866/?token=t0k"
+
+
+def test_data_root_confines_paths(tmp_path):
+    """Item 12: --data-root refuses folders outside it, with .. and symlinks resolved."""
+    from workbench.app import check_data_spec, check_inside, write_app_notebook
+
+    root = tmp_path / "root"
+    (root / "imgs").mkdir(parents=True)
+    (tmp_path / "secret").mkdir()
+    (root / "link").symlink_to(tmp_path / "secret")
+    assert check_inside(root / "imgs", root) == (root / "imgs").resolve()
+    for bad in (tmp_path / "secret", root / ".." / "secret", root / "link", "/etc"):
+        with pytest.raises(ValueError, match="outside the data root"):
+            check_inside(bad, root, "Data folder")
+    check_data_spec("digits", root)  # built-in names read no user path
+    check_data_spec(str(root / "imgs"), root)
+    with pytest.raises(ValueError, match="Dataset root of cifar10 '/etc' is outside"):
+        check_data_spec("cifar10:/etc", root)
+    with pytest.raises(ValueError, match="Runs folder"):
+        write_app_notebook(tmp_path / "nb", runs_root="/tmp/elsewhere", data_root=str(root))
+    nb = write_app_notebook(tmp_path / "nb", runs_root=str(root / "runs"), data_root=str(root))
+    assert f"data_root={str(root.resolve())!r}" in nb.read_text().replace('\\"', "'")
+
+
+def test_workbench_with_data_root_refuses_outside_paths(tmp_path):
+    from workbench.widgets.app import Workbench
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "outside").mkdir()
+    app = Workbench("digits", data_root=root, runs_root=root / "runs", epochs=1)
+    app.data_text.value = str(tmp_path / "outside")
+    app.load_button.click()
+    assert "outside the data root" in app.error
+    app.train.out_input.value = str(tmp_path / "outside" / "run")
+    assert app.train.start() is False and "outside the data root" in app.train.error
+    app.train.runs_root_input.value = "/"
+    app.train.refresh_button.click()
+    assert "outside the data root" in app.train.error
+    with pytest.raises(ValueError, match="outside the data root"):
+        Workbench(str(tmp_path / "outside"), data_root=root)
+
+
+def _descendants(pid):
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_app_on_a_network_host_needs_the_token_and_sigterm_leaves_nothing(tmp_path):
+    """Item 12: `workbench app --host 0.0.0.0` on a free port: no token, no page; SIGTERM to
+    `workbench app` stops Voila and its kernel (they used to be left running as orphans)."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    import psutil
+    from test_browser import _free_port
+
+    port = _free_port()
+    env = dict(os.environ, MPLBACKEND="Agg", JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
+    cmd = [sys.executable, "-m", "workbench.cli", "app", "--host", "0.0.0.0", "--port",
+           str(port), "--no-browser", "--data-root", str(tmp_path), "--runs-root",
+           str(tmp_path / "runs")]  # fmt: skip
+    log = (tmp_path / "app.log").open("w+")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    family = []
+    try:
+        deadline, token = time.monotonic() + 120, None
+        while time.monotonic() < deadline and token is None:
+            assert proc.poll() is None, open(log.name).read()
+            m = re.search(r"\?token=([0-9a-f]+)", open(log.name).read())
+            token = m.group(1) if m else None
+            time.sleep(0.2)
+        assert token, open(log.name).read()
+        base = f"http://127.0.0.1:{port}/"
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kw):
+                return None  # see the refusal itself, not the login page it points to
+
+        opener = urllib.request.build_opener(NoRedirect)
+        status, where = None, ""
+        while time.monotonic() < deadline and status is None:
+            try:
+                opener.open(base, timeout=10)
+                status = 200
+            except urllib.error.HTTPError as e:
+                status, where = e.code, e.headers.get("Location", "")
+            except OSError:
+                time.sleep(0.5)
+        # refused: 403, or a redirect to the login page that asks for the token
+        assert status == 403 or (status == 302 and "login" in where), (status, where)
+        with urllib.request.urlopen(base, timeout=60) as r:  # following it: no app there
+            assert "application/vnd.jupyter.widget-view+json" not in r.read().decode()
+        with urllib.request.urlopen(f"{base}?token={token}", timeout=300) as r:
+            page = r.read().decode("utf-8", "replace")
+        assert r.status == 200 and "application/vnd.jupyter.widget-view+json" in page
+        family = _descendants(proc.pid)
+        assert any("voila" in " ".join(p.cmdline()) for p in family)
+        assert any("ipykernel" in " ".join(p.cmdline()) for p in family), "no kernel started"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        gone, alive = psutil.wait_procs(family, timeout=10)
+        assert not alive, f"left running after SIGTERM: {[p.cmdline() for p in alive]}"
+    finally:
+        for p in [*family, psutil.Process(proc.pid)] if proc.poll() is None else family:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        log.close()
 
 
 @pytest.mark.slow
@@ -218,3 +358,36 @@ def test_voila_serves_the_workbench_page(tmp_path):
             proc.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_augment_tab_previews_what_start_trains(tmp_path):
+    """Item 2: `Workbench()` on digits previewed SimCLR at 224 px with blur 0.5 and colour 1.0,
+    while Start trained at 32 px with the small-image recipe. The run's own config.json
+    (written by wb.train) must hold the recipe the Augment tab shows."""
+    import json
+
+    app = Workbench(runs_root=tmp_path / "runs", epochs=1, max_steps=1, batch_size=16,
+                    num_workers=0, val_fraction=0.0)  # fmt: skip
+    rec = app.augment.recipe
+    assert rec.view_sizes[0] == 32 and rec.groups[0].blur_prob == 0.0
+    assert rec.groups[0].cj_strength == 0.5  # SimCLR's CIFAR-scale colour strength
+    assert app.train.start(), app.train.error
+    assert app.train.wait(300) and app.train.status == "finished", app.train.error
+    config = json.loads((app.train.run.out / "config.json").read_text())
+    assert config["input_size"] == 32
+    assert config["transform"] == app.augment.recipe.to_dict()
+
+    app.train.input_size_input.value = "96"  # the preview follows the Train form
+    assert app.augment.recipe.view_sizes[0] == 96 and app.augment.recipe.groups[0].blur_prob > 0
+    app.augment.controls["view_cj_prob"].value = 0.5
+    app.train.input_size_input.value = "48"
+    assert app.augment.recipe.view_sizes[0] == 48 and app.augment.recipe.groups[0].cj_prob == 0.5
+    assert app.train.train_arguments()["transform_args"] == {"cj_prob": 0.5}
+
+
+def test_one_data_field_and_one_method_choice(app):
+    """Item 10 (headless half): the tabs' own Data and Method controls are hidden."""
+    assert app.train.data_text.layout.display == "none"
+    assert app.train.method_dropdown.layout.display == "none"
+    assert app.augment.method_dropdown.layout.display == "none"
+    assert app.data_text.layout.display != "none" and app.method_dropdown.layout.display != "none"

@@ -174,15 +174,19 @@ def test_choose_images_and_upload(images) -> None:
         {"name": "mine.png", "type": "image/png", "size": len(buf.getvalue()),
          "content": memoryview(buf.getvalue()), "last_modified": NOW},
     )  # fmt: skip
-    assert ex.upload.value == ()  # cleared, so the same file can be uploaded again
-    assert "4 images" in ex.status.value and ex.preview.value != before
+    # item 6: the button keeps its count ("Your images (1)": the browser side resets its file
+    # input, so the same file can be chosen again) and the status line names the upload
+    assert len(ex.upload.value) == 1
+    assert ex.status_text().startswith("1 uploaded image + 3 images from ")
+    assert ex.preview.value != before
     ex.upload.value = (
         {"name": "bad.png", "type": "image/png", "size": 3, "content": memoryview(b"abc"),
          "last_modified": NOW},
     )  # fmt: skip
     assert "bad.png" in ex.error.value
     ex.clear_uploads_button.click()
-    assert "3 images" in ex.status.value
+    assert "3 images" in ex.status.value and "uploaded" not in ex.status.value
+    assert ex.upload.value == ()
 
 
 def test_dataset_spec_and_display(tmp_path) -> None:
@@ -229,9 +233,63 @@ def test_controls_grouped_by_invariance_with_help(images) -> None:
     for ops in INVARIANCES.values():
         for op in ops:
             assert op.name in texts
-    shape_grid = page.children[2].children[1]
-    assert [c.description for c in shape_grid.children][:2] == ["crop area", "crop aspect"]
+    shape = page.children[2].children  # the family's help, then one control per line
+    assert [c.description for c in shape[1:3]] == ["crop area", "crop aspect"]
     assert isinstance(ex.controls["view2_crop_scale"], widgets.FloatRangeSlider)
     assert isinstance(ex.controls["view2_count"], widgets.IntText)
     assert isinstance(ex.controls["view2_solarize_prob"], widgets.FloatSlider)
     assert ex.controls["view2_solarize_prob"].value == 0.2
+
+
+# -- issue 20: copy to the clipboard, effective colour values, A/B legend, natural size ------
+
+
+def test_copy_as_code_button_writes_the_code_to_the_clipboard(images) -> None:
+    """Item 5 (headless half): the button calls the clipboard API with the current code; the
+    browser test clicks it and reads the clipboard back."""
+    import html
+
+    ex = AugmentationExplorer(images, method="simclr", n_images=1, input_size=32)
+    assert "navigator.clipboard.writeText" in html.unescape(ex.copy_button.value)
+    assert f">{html.escape(ex.code)}</textarea>" in ex.copy_button.value  # the fallback
+    ex.controls["view_cj_prob"].value = 0.25
+    assert "cj_prob=0.25" in ex.code and html.escape(ex.code) in ex.copy_button.value
+    assert ex.code_area.layout.display == "none"
+    ex.code_button.click()  # "Show code": the visible copy
+    assert ex.code_area.layout.display == "block" and ex.code_area.value == ex.code
+
+
+def test_colour_controls_show_the_applied_jitter_and_a_grayscale_note(images) -> None:
+    """Item 9: "brightness 0.80" next to "strength 0.50" applies 0.40: say so."""
+    ex = AugmentationExplorer(images, method="simclr", n_images=1, input_size=32)
+    readout = ex._colour_readouts["view"].value
+    assert "brightness 0.40" in readout and "strength 0.50" in readout
+    assert "hue 0.10" in readout and "grayscale" not in readout  # colour images: no note
+    ex.controls["view_cj_strength"].value = 1.0
+    assert "brightness 0.80" in ex._colour_readouts["view"].value
+    ex.controls["view_cj_prob"].value = 0.0
+    assert "none" in ex._colour_readouts["view"].value
+
+    gray = [im.convert("L").convert("RGB") for im in images]
+    ex = AugmentationExplorer(gray, method="simclr", n_images=1, input_size=32)
+    assert "grayscale" in ex._colour_readouts["view"].value
+    assert "hue, saturation" in ex._colour_readouts["view"].value
+
+
+def test_ab_mode_says_which_settings_differ(images) -> None:
+    """Item 8: the A/B comparison names the settings that differ."""
+    ex = AugmentationExplorer(images, method="simclr", n_images=1, input_size=32)
+    ex.ab_mode.value = True
+    assert ex.ab_differences() == [] and "A = B" in ex.ab_diff.value
+    ex.controls["view_gray_prob"].value = 1.0
+    assert ex.ab_differences() == ["view gray p: 0.20 → 1.00"]
+    assert "gray p: 0.20 → 1.00" in ex.ab_diff.value
+    ex.ab_mode.value = False
+    assert ex.ab_diff.value == ""
+
+
+def test_previews_are_shown_at_natural_size(images) -> None:
+    """Item 8 (headless half): no CSS shrinking; the pane scrolls (checked in the browser)."""
+    ex = AugmentationExplorer(images, method="dino", n_images=1, input_size=96)
+    assert ex.preview.layout.max_width == "none" and ex.preview_a.layout.max_width == "none"
+    assert all(c.layout.width == "430px" for c in ex.controls.values())

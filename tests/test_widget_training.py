@@ -87,6 +87,9 @@ def _fake_train_module(step_seconds=0.01, batches=5):
                 each("on_step", rec)
                 step += 1
                 if any(cb.should_stop() for cb in callbacks if hasattr(cb, "should_stop")):
+                    if batch < batches - 1:  # as wb.train: the cut epoch gets a partial record
+                        each("on_epoch", {"type": "epoch", "epoch": epoch, "step": step - 1,
+                                          "loss": 9.0, "partial": True})  # fmt: skip
                     run.status = "stopped"
                     each("on_end", run)
                     return run
@@ -393,11 +396,11 @@ def test_real_failure_then_restart_and_stop_within_one_batch(tmp_path, tiny_digi
     launcher = TrainingLauncher(
         str(empty), runs_root=tmp_path / "runs", redraw_interval=0.1, epochs=50, **TINY
     )
-    assert launcher.start() is True
-    assert launcher.wait(60)
-    assert launcher.status == "failed"
-    assert "no_images" in launcher.error and "Run failed" in launcher.error_area.value
-    assert launcher.start_button.disabled is False
+    # refused before anything is created: no run folder with a failure log left behind
+    assert launcher.start() is False
+    assert "no_images" in launcher.error and "Cannot start" in launcher.error_area.value
+    assert not (tmp_path / "runs").exists()
+    assert launcher.status == "idle" and launcher.start_button.disabled is False
 
     launcher._data_obj = tiny_digits  # the same as TrainingLauncher(tiny_digits, ...)
     launcher.data_text.value = launcher._data_label()
@@ -413,3 +416,155 @@ def test_real_failure_then_restart_and_stop_within_one_batch(tmp_path, tiny_digi
     assert launcher.run.status == "stopped"
     assert launcher.run.checkpoint.is_file()
     assert any(e.get("kind") == "stopped" for e in launcher.events)
+
+
+# -- issue 20: Stop from a blocked wait(), failed starts, after Stop, summaries ----------------
+
+
+_KERNEL_SETUP = """
+import sys, time, types
+from pathlib import Path
+from types import SimpleNamespace
+
+def train(data, out=None, epochs=1, callbacks=(), **kw):  # a slow fake run: 0.1 s per step
+    run = SimpleNamespace(out=Path(out), name=Path(out).name, config={"epochs": epochs},
+                          status="running", events=[], history=[])
+    for cb in callbacks:
+        getattr(cb, "on_start", lambda r: None)(run)
+    for step in range(600):
+        time.sleep(0.1)
+        rec = {"type": "step", "step": step, "epoch": 0, "batch": step, "batches_per_epoch": 600,
+               "loss": 1.0, "seconds": 0.1 * step}
+        for cb in callbacks:
+            getattr(cb, "on_step", lambda r: None)(rec)
+        if any(cb.should_stop() for cb in callbacks if hasattr(cb, "should_stop")):
+            run.status = "stopped"
+            break
+    else:
+        run.status = "finished"
+    return run
+
+sys.modules["workbench.training"] = types.SimpleNamespace(train=train)
+from workbench.widgets.training import TrainingLauncher
+launcher = TrainingLauncher("digits", runs_root=RUNS, epochs=1)
+launcher.start()
+print("STOP", launcher.stop_button.model_id, launcher.stop_in_subshell)
+"""
+
+
+def test_stop_works_while_a_cell_blocks_in_wait(tmp_path):
+    """Item 1: in a real ipykernel, a cell blocked in wait() must still handle the Stop click.
+
+    The test is the frontend: it runs the launcher in a kernel, sends the cell that waits, then
+    the Stop button's click as a comm message (what JupyterLab sends). Before, the click queued
+    behind the blocked cell and the fake 60 s run finished; now it stops within a step.
+    """
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        code = f"RUNS = {str(tmp_path / 'runs')!r}\n" + _KERNEL_SETUP
+        reply = kc.execute_interactive(code, timeout=120, output_hook=_collect(out := []))
+        assert reply["content"]["status"] == "ok", reply["content"]
+        line = next(t for t in out if t.startswith("STOP"))
+        _, model_id, routed = line.split()
+        assert routed == "True"
+        msg_id = kc.execute(
+            "launcher.wait(120); print('END', launcher.status, len(launcher.steps))"
+        )
+        time.sleep(1.0)  # the cell is blocked in wait() now
+        t_click = time.monotonic()
+        click = kc.session.msg(
+            "comm_msg",
+            {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}},
+        )
+        kc.shell_channel.send(click)
+        end = None
+        while end is None:
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                end = next((t for t in msg["content"]["text"].splitlines() if "END" in t), None)
+        _, status, steps = end.split()
+        assert status == "stopped", end
+        assert time.monotonic() - t_click < 10  # the fake run had ~59 s to go
+        assert int(steps) < 100
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def _collect(out):
+    def hook(msg):
+        if msg["msg_type"] == "stream":
+            out.extend(msg["content"]["text"].splitlines())
+
+    return hook
+
+
+def test_failed_start_leaves_nothing_and_clears_stale_state(tmp_path, fake_engine):
+    """Item 3: a bad folder is refused before a run folder exists; old status is cleared."""
+    launcher = _launcher(tmp_path / "runs", method_args={"fail": True})
+    launcher.start()
+    assert launcher.wait(5) and launcher.status == "failed"
+    calls = len(fake_engine.calls)
+    launcher.data_text.value = str(tmp_path / "missing")
+    assert launcher.start() is False
+    assert "missing" in launcher.error and "Cannot start" in launcher.error_area.value
+    assert launcher.status == "idle"  # not the previous run's "failed"
+    assert launcher.progress_label.value == "" and "Run folder" not in launcher.message_area.value
+    assert len(fake_engine.calls) == calls
+    assert not (tmp_path / "runs").exists()  # the fake engine creates nothing either
+    assert launcher.plot.layout.display == "none"  # no broken-image icon
+
+
+def test_after_stop_no_eta_no_partial_epoch_point_and_how_to_resume(tmp_path, monkeypatch):
+    """Item 4: after Stop the label has no ETA, the cut epoch is no epoch point, resume is said."""
+    monkeypatch.setitem(sys.modules, "workbench.training", _fake_train_module(0.02, 10))
+    launcher = _launcher(tmp_path, epochs=5)
+    launcher.start()
+    _poll(launcher, lambda: len(launcher.steps) >= 13)  # into the second epoch
+    assert "ETA" in launcher.progress_label.value
+    launcher.stop()
+    assert launcher.wait(10) and launcher.status == "stopped"
+    assert "ETA" not in launcher.progress_label.value
+    assert launcher.progress_label.value.startswith("stopped at epoch 2/5")
+    assert any(h.get("partial") for h in launcher.history)
+    xs, ys = launcher.last_plot_data[LOSS]["loss per epoch"]
+    assert 9.0 not in ys and len(xs) == 1  # one whole epoch; the cut one is not a point
+    msg = launcher.message_area.value
+    assert "resume=True" in msg and "workbench train --data digits" in msg and "--resume" in msg
+    assert "after 1 of 5 epochs" in msg
+
+
+def test_run_summary_is_rounded_for_people_and_raw_for_code(tmp_path):
+    """Item 7: print(run.summary()) and the notebook table show rounded values."""
+    import json
+
+    from workbench.runs import load_run
+
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"method": "simclr", "model": "resnet18",
+                                                 "epochs": 3}))  # fmt: skip
+    rec = {"type": "epoch", "epoch": 2, "loss": 4.123456789, "rep_std": 0.0441234567,
+           "rep_std_ref": 0.04419417, "knn_acc": 0.835654616355896, "images_per_s": 97.31,
+           "seconds": 485.2}  # fmt: skip
+    (out / "metrics.jsonl").write_text(json.dumps(rec) + "\n")
+    run = load_run(out)
+    s = run.summary()
+    assert s["knn_acc"] == 0.835654616355896  # code still gets the number
+    text = str(s)
+    assert "0.835654616355896" not in text and "kNN 83.6%" in text and "loss 4.1235" in text
+    assert "time 8:05" in text and "epochs 3/3" in text
+    assert repr(s) == text
+    assert "83.6%" in repr(run) and "0.8356546" not in repr(run)
+    table = run._repr_html_()
+    assert table.startswith("<table>") and "<th" in table and "83.6%" in table
+    assert "0.835654616355896" not in table
+
+
+def test_method_card_folds_the_defaults_into_a_table():
+    """Item 10: the card ended in a raw `Defaults: a=1, b=2` dump."""
+    text = method_card_html("simclr", {"summary": "S", "defaults": {"temperature": 0.1}})
+    assert "Defaults:" not in text and "<details>" in text
+    assert "<code>temperature</code></td><td>0.1</td>" in text

@@ -7,8 +7,7 @@ import json
 import signal
 import sys
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,73 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_methods(args: argparse.Namespace) -> int:
-    from workbench.methods import describe_method, list_methods
+def _cmd_backbones(args: argparse.Namespace) -> int:
+    from workbench.nn.backbones import list_backbones
 
-    for name in list_methods():
-        d = describe_method(name)
+    for name, desc in list_backbones().items():
+        print(f"{name:16s} {desc}")
+    return 0
+
+
+def method_cards() -> dict[str, dict[str, Any]]:
+    """Every method's guidance (summary, use_when, ...), read without importing torch if possible.
+
+    ``workbench methods`` only prints text, but importing the method modules imports torch
+    (~3 s on a 2-core machine). The cards are literals in each module (``info = MethodInfo(...)``,
+    registered in ``METHODS``), so they are read from the source with :mod:`ast`; anything not a
+    plain literal falls back to the import. ``tests/test_cli.py`` checks that both agree.
+    """
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("workbench.methods")  # finds the folder, imports nothing
+    origin = spec.origin if spec is not None else None
+    return _cards_from_source(Path(origin or "."), ast)
+
+
+def _cards_from_source(init: Path, ast: Any) -> dict[str, dict[str, Any]]:
+    folder = init.parent
+    try:
+        tree = ast.parse((folder / "__init__.py").read_text(encoding="utf-8"))
+        classes: dict[str, str] = {}  # class name -> module file
+        registry: dict[str, str] = {}  # method name -> class name
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    classes[alias.asname or alias.name] = node.module.rsplit(".", 1)[-1]
+            target = node.target if isinstance(node, ast.AnnAssign) else None
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+            if isinstance(target, ast.Name) and target.id == "METHODS":
+                value = node.value  # type: ignore[union-attr]
+                for k, v in zip(value.keys, value.values):
+                    registry[ast.literal_eval(k)] = v.id
+        cards: dict[str, dict[str, Any]] = {}
+        for name in sorted(registry):
+            cls = registry[name]
+            module = ast.parse((folder / f"{classes[cls]}.py").read_text(encoding="utf-8"))
+            card = None
+            for node in ast.walk(module):
+                if isinstance(node, ast.ClassDef) and node.name == cls:
+                    for stmt in node.body:
+                        if (
+                            isinstance(stmt, ast.Assign)
+                            and getattr(stmt.targets[0], "id", None) == "info"
+                            and isinstance(stmt.value, ast.Call)
+                        ):
+                            card = {k.arg: ast.literal_eval(k.value) for k in stmt.value.keywords}
+            if card is None:
+                raise LookupError(name)
+            cards[name] = card
+        return cards
+    except Exception:  # not plain literals any more: ask the modules themselves
+        from workbench.methods import describe_method, list_methods
+
+        return {name: describe_method(name) for name in list_methods()}
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    for name, d in method_cards().items():
         print(f"{name:15s} {d['summary']}")
         if args.verbose:
             print(f"{'':15s} use when: {d['use_when']}")
@@ -40,51 +101,78 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 class ProgressPrinter:
-    """A one-line progress bar on stderr: epoch, step, loss, std, kNN, images/s, ETA."""
+    """Live progress on stderr with tqdm: epoch, loss, std, kNN and images/s, and tqdm's ETA.
+
+    A tqdm bar over all steps of the run, its postfix the live metrics; one plain line per epoch
+    (also when stderr is not a terminal, where tqdm itself stays quiet), and events on their own
+    line. tqdm is what Lightning's own progress bar and most training scripts use.
+    """
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stderr
         self.last_knn: float | None = None
-        self._last = 0.0
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.epochs = 1
+        self.bar: Any = None
 
-    def on_step(self, rec: dict[str, Any]) -> None:
-        """Redraw at most 5 times a second (on a terminal)."""
-        now = time.monotonic()
-        if not self.tty or now - self._last < 0.2:
-            return
-        self._last = now
-        bpe = rec["batches_per_epoch"]
-        left = (bpe - rec["batch"] - 1) + bpe * (self.epochs - rec["epoch"] - 1)
-        eta = left * rec["seconds"] / max(1, rec["step"] + 1)
-        knn = f" knn {self.last_knn:.3f}" if self.last_knn is not None else ""
-        self.stream.write(
-            f"\repoch {rec['epoch'] + 1}/{self.epochs} step {rec['batch'] + 1}/{bpe} "
-            f"loss {rec['loss']:.4f} std {rec['rep_std']:.4f}{knn} "
-            f"{rec['images_per_s']:.0f} img/s eta {eta:.0f}s   "
-        )
-        self.stream.flush()
+    def _bar(self, rec: dict[str, Any]) -> Any:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            total = int(rec["batches_per_epoch"]) * self.epochs
+            self.bar = tqdm(
+                total=total,
+                initial=int(rec.get("step", 0)),
+                unit="step",
+                file=self.stream,
+                dynamic_ncols=True,
+                mininterval=0.2,
+                disable=None,  # quiet when not on a terminal: the epoch lines remain
+                leave=True,
+            )
+        return self.bar
 
     def on_start(self, run: Any) -> None:
         """Remember the number of epochs."""
         self.epochs = int(run.config.get("epochs", 1))
         print(f"run folder: {run.out}", file=self.stream)
 
+    def on_step(self, rec: dict[str, Any]) -> None:
+        """Advance the bar to this step; the postfix shows the step's metrics."""
+        bar = self._bar(rec)
+        bar.set_description(f"epoch {rec['epoch'] + 1}/{self.epochs}", refresh=False)
+        post = {"loss": f"{rec['loss']:.4f}", "std": f"{rec['rep_std']:.4f}"}
+        if self.last_knn is not None:
+            post["knn"] = f"{self.last_knn:.3f}"
+        post["img/s"] = f"{rec['images_per_s']:.0f}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(int(rec["step"]) + 1 - bar.n)
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(text, file=self.stream)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
     def on_epoch(self, rec: dict[str, Any]) -> None:
         """One line per epoch (also when not on a terminal)."""
         self.last_knn = rec.get("knn_acc")
         knn = f", kNN {rec['knn_acc']:.3f}" if rec.get("knn_acc") is not None else ""
-        self.stream.write(
-            ("\r" if self.tty else "")
-            + f"epoch {rec['epoch'] + 1}/{rec['epochs']}: loss {rec['loss']:.4f}, std "
+        self._write(
+            f"epoch {rec['epoch'] + 1}/{rec['epochs']}: loss {rec['loss']:.4f}, std "
             f"{rec['rep_std']:.4f} (healthy ~{rec['rep_std_ref']:.4f}){knn}, "
-            f"{rec['images_per_s']:.0f} img/s" + " " * 10 + "\n"
+            f"{rec['images_per_s']:.0f} img/s"
         )
-        self.stream.flush()
 
     def on_event(self, ev: dict[str, Any]) -> None:
         """Warnings and hints on their own line."""
-        self.stream.write(f"\n[{ev['kind']}] {ev['message']}\n")
+        self._write(f"[{ev['kind']}] {ev['message']}")
+
+    def on_end(self, run: Any) -> None:
+        """Close the bar."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class StopOnCtrlC:
@@ -171,12 +259,42 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def resume_commands(
+    config: Mapping[str, Any], out: str | Path, epochs: int | None = None
+) -> tuple[str, str]:
+    """The Python call and the command line that continue a stopped run from its checkpoint.
+
+    Args:
+        config: The run's ``config.json`` (data, method, model, batch and input size).
+        out: The run folder.
+        epochs: Total epochs to train to (default: the run's own).
+
+    Returns:
+        ``(python, command_line)``, e.g. ``wb.train('digits', ..., resume=True)`` and
+        ``workbench train --data digits ... --resume``.
+    """
+    import shlex
+
+    total = epochs if epochs is not None else config.get("epochs")
+    keys = ("method", "model", "batch_size", "input_size")
+    settings = {k: config[k] for k in keys if config.get(k) not in (None, "custom")}
+    data = str(config.get("data", "digits"))
+    kwargs = "".join(f", {k}={v!r}" for k, v in settings.items())
+    python = f"wb.train({data!r}{kwargs}, out={str(out)!r}, resume=True, epochs={total})"
+    flags = [f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in settings.items()]
+    cli = " ".join(
+        ["workbench train", f"--data {shlex.quote(data)}", *flags,
+         f"--out {shlex.quote(str(out))}", "--resume", f"--epochs {total}"]
+    )  # fmt: skip
+    return python, cli
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     run = _train_with_progress(args)
-    s = run.summary()
-    print(f"{s['status']}: {run.out}  loss {s['loss']}, kNN {s['knn_acc']}")
+    print(run.summary())
     if run.status == "stopped":
-        print(f"continue with: workbench train --out {run.out} --resume --epochs {args.epochs}")
+        _, cli = resume_commands(run.config, run.out, epochs=args.epochs)
+        print(f"continue with: {cli}")
     return 0 if run.status in ("finished", "stopped") else 1
 
 
@@ -223,9 +341,12 @@ def _cmd_app(args: argparse.Namespace) -> int:
     from workbench import app
 
     if args.dry_run:
-        nb = app.write_app_notebook(args.folder or ".", args.data, args.method, args.runs_root)
+        nb = app.write_app_notebook(
+            args.folder or ".", args.data, args.method, args.runs_root, args.data_root
+        )
+        token = app.resolve_token(args.host, args.token, args.no_token)
         cmd = app.voila_command(
-            nb, port=args.port, host=args.host, open_browser=not args.no_browser
+            nb, port=args.port, host=args.host, open_browser=not args.no_browser, token=token
         )
         print(" ".join(cmd))
         return 0
@@ -237,66 +358,179 @@ def _cmd_app(args: argparse.Namespace) -> int:
         host=args.host,
         open_browser=not args.no_browser,
         folder=args.folder,
+        token=args.token,
+        no_token=args.no_token,
+        data_root=args.data_root,
     )
+
+
+def _auto_or_int(text: str) -> Any:
+    """``"auto"`` or a whole number (``--devices``, ``--num-workers``)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a whole number, got {text!r}"
+        ) from None
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's "(default: X)" after every option's help, without "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+# The defaults of `workbench train` are wb.train's own (tests/test_cli.py checks they agree).
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "method": "simclr",
+    "model": "resnet18",
+    "epochs": 10,
+    "batch_size": 128,
+    "accelerator": "auto",
+    "devices": "auto",
+    "precision": "auto",
+    "num_workers": "auto",
+    "strategy": "auto",
+    "num_nodes": 1,
+    "seed": 0,
+}
 
 
 def _add_train_args(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
-    p.add_argument("--data", default="digits", help="dataset name, folder or name:root")
-    p.add_argument("--method", default="simclr", help="see `workbench methods`")
+    d = TRAIN_DEFAULTS
     p.add_argument(
-        "--model", default="resnet18", help="backbone (resnet18-small, resnet18, vit-tiny, ...)"
+        "--data", default="digits", help="dataset name, image folder or name:root (cifar10:/data)"
+    )
+    p.add_argument("--method", default=d["method"], help="SSL method; see `workbench methods`")
+    p.add_argument(
+        "--model",
+        default=d["model"],
+        help="backbone; see `workbench backbones` (resnet18-small for 32-64 px images)",
     )
     p.add_argument("--out", default=None, help="run folder (default: runs/<method>-<time>)")
-    p.add_argument("--epochs", type=int, default=5 if demo else 10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--accelerator", default="auto")
-    p.add_argument("--devices", default="auto", type=lambda s: s if s == "auto" else int(s))
-    p.add_argument("--precision", default="auto")
-    p.add_argument("--num-workers", default="auto", type=lambda s: s if s == "auto" else int(s))
-    p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
-    p.add_argument("--num-nodes", type=int, default=1, help="machines (Lightning num_nodes)")
+    p.add_argument(
+        "--epochs", type=int, default=5 if demo else d["epochs"], help="passes over the data"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=d["batch_size"], help="images per batch (per device)"
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="view side in pixels (default: the data's native size, else 224 on a GPU, 96 on "
+        "a CPU)",
+    )
+    p.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: scaled by batch size)"
+    )
+    p.add_argument(
+        "--accelerator", default=d["accelerator"], help="cpu, gpu or auto (a GPU when there is one)"
+    )
+    p.add_argument(
+        "--devices", default=d["devices"], type=_auto_or_int, help="devices to use, or auto"
+    )
+    p.add_argument(
+        "--precision",
+        default=d["precision"],
+        help="32-true, bf16-mixed, 16-mixed or auto (bf16-mixed on GPUs, 32-true on CPUs)",
+    )
+    p.add_argument(
+        "--num-workers",
+        default=d["num_workers"],
+        type=_auto_or_int,
+        help="DataLoader worker processes, or auto (a safe count for this machine)",
+    )
+    p.add_argument("--strategy", default=d["strategy"], help="Lightning strategy, e.g. ddp")
+    p.add_argument(
+        "--num-nodes", type=int, default=d["num_nodes"], help="machines (Lightning num_nodes)"
+    )
     p.add_argument(
         "--sync-batchnorm", action="store_true", help="SyncBatchNorm across processes (DDP)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d["seed"], help="random seed")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    p.add_argument("--method-arg", action="append", metavar="KEY=VALUE", help="method config")
+    p.add_argument(
+        "--method-arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="method config, e.g. temperature=0.2 (repeatable)",
+    )
     p.add_argument(
         "--transform-arg",
         action="append",
         metavar="KEY=VALUE",
-        help="augmentation override, e.g. cj_prob=0.0",
+        help="augmentation override, e.g. cj_prob=0.0 (repeatable)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
+    fmt = _HelpFormatter
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="SSL Workbench: preview augmentations, pretrain, explore embeddings.",
+        formatter_class=fmt,
     )
     parser.add_argument("--version", action="version", version=f"workbench {workbench.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("datasets", help="list built-in and torchvision datasets")
+    p = sub.add_parser(
+        "datasets", help="list built-in and torchvision datasets", formatter_class=fmt
+    )
     p.set_defaults(func=_cmd_datasets)
-    p = sub.add_parser("methods", help="list SSL methods with guidance")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p = sub.add_parser("methods", help="list SSL methods with guidance", formatter_class=fmt)
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="when to use each, batch, epochs, backbones"
+    )
     p.set_defaults(func=_cmd_methods)
-    p = sub.add_parser("train", help="pretrain a backbone and write a run folder")
+    p = sub.add_parser("backbones", help="list backbone names for --model", formatter_class=fmt)
+    p.set_defaults(func=_cmd_backbones)
+    p = sub.add_parser(
+        "train", help="pretrain a backbone and write a run folder", formatter_class=fmt
+    )
     _add_train_args(p)
     p.set_defaults(func=_cmd_train)
-    p = sub.add_parser("demo", help="headless main job: short run on digits, plots as PNG")
+    p = sub.add_parser(
+        "demo", help="headless main job: short run on digits, plots as PNG", formatter_class=fmt
+    )
     _add_train_args(p, demo=True)
     p.set_defaults(func=_cmd_demo)
-    p = sub.add_parser("app", help="serve the Workbench tabs as a web page (Voila)")
+    p = sub.add_parser(
+        "app", help="serve the Workbench tabs as a web page (Voila)", formatter_class=fmt
+    )
     p.add_argument("--data", default="digits", help="dataset name or folder")
     p.add_argument("--method", default="simclr", help="see `workbench methods`")
     p.add_argument("--runs-root", default="runs", help="folder of the runs")
-    p.add_argument("--port", type=int, default=8866)
-    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve a classroom")
+    p.add_argument("--port", type=int, default=8866, help="TCP port of the page")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on; 0.0.0.0 serves a classroom (then a token is required)",
+    )
+    p.add_argument(
+        "--token",
+        default=None,
+        help="access token for the page (default: none on 127.0.0.1/localhost, a random one "
+        "on any other host)",
+    )
+    p.add_argument(
+        "--no-token",
+        action="store_true",
+        help="serve without a token even on a network host (anyone who reaches it can use it)",
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="confine the page's data and run folders to this directory (recommended with "
+        "--host 0.0.0.0)",
+    )
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.add_argument("--folder", default=None, help="keep the app notebook here (default: temp)")
     p.add_argument("--dry-run", action="store_true", help="write the notebook, print the command")

@@ -282,31 +282,89 @@ class Run:
             self._backbone = load_backbone(self)
         return self._backbone
 
-    def summary(self) -> dict[str, Any]:
-        """Final metrics for tables and run browsers."""
+    def summary(self) -> RunSummary:
+        """Final metrics for tables and run browsers.
+
+        A dict of raw numbers, shown rounded (``print(run.summary())``; a table in a notebook).
+        """
         last = self.history[-1] if self.history else {}
         knn = [h["knn_acc"] for h in self.history if h.get("knn_acc") is not None]
-        return {
-            "name": self.name,
-            "method": self.config.get("method"),
-            "model": self.config.get("model"),
-            "status": self.status,
-            "epochs": f"{last.get('epoch', -1) + 1}/{self.config.get('epochs', '?')}",
-            "loss": last.get("loss"),
-            "rep_std": last.get("rep_std"),
-            "rep_std_ref": last.get("rep_std_ref"),
-            "knn_acc": knn[-1] if knn else None,
-            "best_knn_acc": max(knn) if knn else None,
-            "images_per_s": last.get("images_per_s"),
-            "seconds": last.get("seconds"),
-        }
+        return RunSummary(
+            name=self.name,
+            out=str(self.out),
+            method=self.config.get("method"),
+            model=self.config.get("model"),
+            status=self.status,
+            epochs=f"{last.get('epoch', -1) + 1}/{self.config.get('epochs', '?')}",
+            loss=last.get("loss"),
+            rep_std=last.get("rep_std"),
+            rep_std_ref=last.get("rep_std_ref"),
+            knn_acc=knn[-1] if knn else None,
+            best_knn_acc=max(knn) if knn else None,
+            images_per_s=last.get("images_per_s"),
+            seconds=last.get("seconds"),
+        )
 
     def __repr__(self) -> str:
         s = self.summary()
-        return (
-            f"Run({str(self.out)!r}, method={s['method']}, status={s['status']}, "
-            f"epochs={s['epochs']}, knn_acc={s['knn_acc']})"
+        rows = dict(s.rows())
+        shown = ", ".join(f"{k}={rows[k]}" for k in ("status", "epochs", "kNN") if k in rows)
+        return f"Run({str(self.out)!r}, method={s['method']}, {shown})"
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+
+class RunSummary(dict):  # type: ignore[type-arg]
+    """``Run.summary()``: the raw values for code, rounded for people when shown."""
+
+    # key -> (title, format) for the rows shown; values that are None are left out
+    FORMATS: dict[str, tuple[str, str]] = {
+        "method": ("method", "s"),
+        "model": ("backbone", "s"),
+        "status": ("status", "s"),
+        "epochs": ("epochs", "s"),
+        "loss": ("loss", ".4f"),
+        "rep_std": ("rep std", ".4f"),
+        "rep_std_ref": ("healthy std", ".4f"),
+        "knn_acc": ("kNN", ".1%"),
+        "best_knn_acc": ("best kNN", ".1%"),
+        "images_per_s": ("images/s", ",.0f"),
+        "seconds": ("time", "time"),
+    }
+
+    def rows(self) -> list[tuple[str, str]]:
+        """``(title, formatted value)`` for every known key that has a value."""
+        out = []
+        for key, (title, fmt) in self.FORMATS.items():
+            value = self.get(key)
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                continue
+            if fmt == "time":
+                m, sec = divmod(int(round(float(value))), 60)
+                text = f"{m // 60}:{m % 60:02d}:{sec:02d}" if m >= 60 else f"{m}:{sec:02d}"
+            else:
+                text = format(value, fmt) if fmt != "s" else str(value)
+            out.append((title, text))
+        return out
+
+    def __str__(self) -> str:
+        rows = [(t, v) for t, v in self.rows() if t != "status"]
+        head = f"{self.get('status', '?')}: {self.get('out') or self.get('name', '?')}"
+        return head + "".join(f" · {t} {v}" for t, v in rows)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cells = "".join(
+            f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(t)}</th>"
+            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+            for t, v in self.rows()
         )
+        title = html.escape(str(self.get("out") or self.get("name", "")))
+        return f"<table><caption style='text-align:left'><b>{title}</b></caption>{cells}</table>"
 
 
 def load_backbone(run: Run) -> Any:

@@ -184,3 +184,68 @@ def describe_params(view_params: dict[str, Any]) -> list[str]:
             other.append(op)
     lines = crop + ([" ".join(geo)] if geo else []) + [j for j in jitter if j != "cj "]
     return lines + ([" ".join(other)] if other else [])
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " – ".join(_fmt(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def recipe_differences(a: Recipe, b: Recipe) -> list[str]:
+    """What differs between two recipes, one line per setting (the A/B comparison's legend).
+
+    Example: ``["view jitter p: 0.80 → 0.50", "view size: 32 → 48"]``; an empty list when the
+    two are the same. Groups present in only one recipe are named as such.
+    """
+    from workbench.augment.recipes import FIELD_INFO
+
+    lines: list[str] = []
+    if a.method != b.method:
+        lines.append(f"method: {a.method} → {b.method}")
+    groups_b = {g.name: g for g in b.groups}
+    for ga in a.groups:
+        gb = groups_b.pop(ga.name, None)
+        if gb is None:
+            lines.append(f"group {ga.name}: only in A")
+            continue
+        for name, info in FIELD_INFO.items():
+            va, vb = getattr(ga, name), getattr(gb, name)
+            if va != vb:
+                lines.append(f"{ga.name} {info.label}: {_fmt(va)} → {_fmt(vb)}")
+    lines += [f"group {name}: only in B" for name in groups_b]
+    return lines
+
+
+def applied_jitter_text(spec: Any) -> str:
+    """The colour jitter a view group applies: each base value times the strength.
+
+    The controls hold base values and a strength (as SimCLR's and BYOL's code do); what the
+    image gets is their product, e.g. brightness 0.8 x strength 0.5 = 0.40.
+    """
+    b, c, s, h = spec.jitter
+    if spec.cj_prob == 0:
+        return "applied jitter: none (jitter p = 0)"
+    return (
+        f"applied jitter (base x strength {spec.cj_strength:.2f}), with p = {spec.cj_prob:.2f}: "
+        f"brightness {b:.2f}, contrast {c:.2f}, saturation {s:.2f}, hue {h:.2f}"
+    )
+
+
+def is_grayscale(images: Sequence[Any], tolerance: int = 2) -> bool:
+    """True when every image has equal R, G and B (within ``tolerance``).
+
+    Hue and saturation jitter and random grayscale then change nothing.
+    """
+    if not images:
+        return False
+    for img in images:
+        arr = np.asarray(_as_pil(img)).astype(np.int16)
+        if arr.ndim == 3 and arr.shape[2] >= 3:
+            if np.abs(arr[..., 0] - arr[..., 1]).max() > tolerance:
+                return False
+            if np.abs(arr[..., 1] - arr[..., 2]).max() > tolerance:
+                return False
+    return True

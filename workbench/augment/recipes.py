@@ -614,6 +614,38 @@ def recipe(method: str = "simclr", **overrides: Any) -> Recipe:
     return _apply(base, overrides) if overrides else base
 
 
+def training_input_size(
+    input_size: int | None, native_size: int | None = None, accelerator: str = "auto"
+) -> int:
+    """The global view side ``wb.train`` trains at (and so the side a preview must show).
+
+    The rule of ``wb.train(input_size=None)``: the dataset's native size when it has one
+    (``ds.meta["image_size"]``: digits and shapes), else 224 on a GPU and 96 on a CPU. With
+    :func:`recipe`'s ``input_size=`` this also decides the small-image settings (<= 64 px).
+
+    Args:
+        input_size: The size asked for (None or "auto": resolve it).
+        native_size: The dataset's native image side, if it has one.
+        accelerator: ``"auto"`` (a GPU when torch sees one), ``"cpu"``, ``"gpu"``/``"cuda"``...
+
+    Raises:
+        ValueError: A size below 8 px.
+    """
+    if input_size not in (None, "auto"):
+        if int(input_size) < MIN_SIZE:  # type: ignore[arg-type]
+            raise ValueError(
+                f"input_size={input_size} is too small; use {MIN_SIZE} or more pixels."
+            )
+        return int(input_size)  # type: ignore[arg-type]
+    if native_size:
+        return int(native_size)
+    if accelerator == "auto":
+        import torch
+
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    return 224 if accelerator in ("gpu", "cuda") else 96
+
+
 def apply_overrides(base: Recipe, **overrides: Any) -> Recipe:
     """``base`` with :func:`recipe`-style keyword overrides applied (a new Recipe)."""
     return _apply(base, overrides)
@@ -632,5 +664,6 @@ __all__ = [
     "ViewSpec",
     "apply_overrides",
     "recipe",
+    "training_input_size",
     "valid_override_keys",
 ]

@@ -29,6 +29,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from workbench.widgets import button_layout
 from workbench.widgets.augmentation import AugmentationExplorer
 from workbench.widgets.training import TrainingLauncher, run_label
 
@@ -50,6 +51,8 @@ class Workbench(widgets.VBox):
         n_images: Images in the augmentation preview.
         background: Embed in a background thread (False for scripts that need the result at
             once).
+        data_root: Confine "Load data", the runs folder and run folders to this directory
+            (``workbench app --data-root``); paths outside it are refused with a message.
         **train_kwargs: ``wb.train`` arguments for the Train tab (``epochs``, ``batch_size``,
             ``input_size``, ``model``, ``method_args``...); ``input_size`` also sets the
             augmentation preview's view size.
@@ -57,6 +60,11 @@ class Workbench(widgets.VBox):
     Raises:
         ValueError: An unknown method or reducer (the message lists the valid ones).
         FileNotFoundError: ``data`` names a folder that does not exist.
+
+    The Augment tab previews at the size the Train tab's Start will train at (the form's input
+    size, else the dataset's native size, else 224 px on a GPU / 96 px on a CPU:
+    :func:`workbench.augment.recipes.training_input_size`), so it shows the same recipe,
+    small-image settings included.
 
     Attributes:
         dataset: The shared ImageDataset.
@@ -79,9 +87,11 @@ class Workbench(widgets.VBox):
         compare_random: bool = False,
         n_images: int = 4,
         background: bool = True,
+        data_root: str | Path | None = None,
         **train_kwargs: Any,
     ) -> None:
         super().__init__()
+        from workbench.app import check_data_spec, check_inside
         from workbench.data import load_dataset
         from workbench.methods import list_methods
         from workbench.widgets.embeddings import REDUCERS
@@ -91,6 +101,9 @@ class Workbench(widgets.VBox):
             raise ValueError(f"Unknown method {method!r}. Valid methods: {methods}")
         if reducer not in REDUCERS:
             raise ValueError(f"Unknown reducer {reducer!r}. Valid reducers: {list(REDUCERS)}")
+        self.data_root = None if data_root is None else Path(data_root).expanduser().resolve()
+        check_data_spec(data, self.data_root)
+        check_inside(runs_root, self.data_root, "Runs folder")
         self.dataset = load_dataset(data)
         self.background = bool(background)
         self.auto_embed = bool(auto_embed)
@@ -99,7 +112,6 @@ class Workbench(widgets.VBox):
         self.embed: Any = None
         self._syncing = False  # True while this class sets a linked control
         self._train_kwargs = dict(train_kwargs)
-        self._preview_size = train_kwargs.get("input_size")
 
         self.data_label = widgets.HTML(self._data_html())
         self.data_text = widgets.Text(
@@ -108,7 +120,9 @@ class Workbench(widgets.VBox):
             placeholder="digits | shapes | photos | a folder",
             layout=widgets.Layout(width="320px"),
         )
-        self.load_button = widgets.Button(description="Load data", icon="folder-open")
+        self.load_button = widgets.Button(
+            description="Load data", icon="folder-open", layout=button_layout()
+        )
         self.method_dropdown = widgets.Dropdown(
             options=methods, value=method, description="Method", layout={"width": "240px"}
         )
@@ -118,10 +132,18 @@ class Workbench(widgets.VBox):
         self.augment = self._new_explorer(method)
 
         self.train = TrainingLauncher(
-            self.dataset, method=method, runs_root=runs_root, **self._train_kwargs
+            self.dataset,
+            method=method,
+            runs_root=runs_root,
+            data_root=self.data_root,
+            **self._train_kwargs,
         )
-        # The Augment tab replaces the launcher's own augmentation pop-up.
-        self.train.augment_button.layout.display = "none"
+        # One Data field and one Method choice, above the tabs: the Train tab's own are hidden,
+        # and so is its augmentation pop-up (the Augment tab replaces it).
+        for w in (self.train.augment_button, self.train.data_text, self.train.method_dropdown):
+            w.layout.display = "none"
+        for w in (self.train.input_size_input, self.train.device_dropdown):
+            w.observe(lambda _: self._safely("Augment", self._follow_train_size), "value")
         self.train.method_dropdown.observe(self._on_train_method, "value")
         self.train.status_label.observe(self._on_train_status, "value")
 
@@ -134,7 +156,9 @@ class Workbench(widgets.VBox):
         self.reducer_dropdown = widgets.Dropdown(
             options=list(REDUCERS), value=reducer, description="map", layout={"width": "160px"}
         )
-        self.open_button = widgets.Button(description="Open", icon="braille")
+        self.open_button = widgets.Button(
+            description="Open", icon="braille", layout=button_layout()
+        )
         self.embed_note = widgets.HTML(
             "Pick a run (or the random-init backbone as a baseline) and press <b>Open</b>. A run "
             "that ends in the Train tab appears here by itself."
@@ -201,25 +225,78 @@ class Workbench(widgets.VBox):
             f"{len(ds)} images, {labels}</span>"
         )
 
-    def _new_explorer(self, method: str) -> AugmentationExplorer | None:
+    def preview_input_size(self) -> int:
+        """The view side the Train tab's next Start trains at (what the Augment tab shows).
+
+        Raises:
+            ValueError: The Train tab's input size is not a whole number of 8 px or more.
+        """
+        from workbench.augment.recipes import training_input_size
+
+        if getattr(self, "train", None) is None:  # building: the constructor's arguments
+            size: Any = self._train_kwargs.get("input_size")
+            accelerator = str(self._train_kwargs.get("accelerator", "auto"))
+        else:
+            size = self._form_input_size()
+            accelerator = str(self.train.device_dropdown.value)
+        native = (self.dataset.meta or {}).get("image_size")
+        return training_input_size(size, native, accelerator)
+
+    def _form_input_size(self) -> int | None:
+        text = self.train.input_size_input.value.strip()
+        if not text or text == "auto":
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(
+                f"Input size {text!r} in the Train tab is not a whole number; "
+                f"enter e.g. 32, or leave it empty for auto."
+            ) from None
+
+    def _follow_train_size(self) -> None:
+        """The Train tab's input size or device changed: preview at the new training size."""
+        ex = self.augment
+        if ex is None:
+            return
+        try:
+            size = self.preview_input_size()
+        except ValueError:
+            return  # half-typed; Start reports it
+        if ex.recipe.view_sizes and ex.recipe.view_sizes[0] == size:
+            return
+        self.augment = self._new_explorer(self.method, overrides=self.transform_overrides())
+        self.sync_transform()
+
+    def _new_explorer(
+        self, method: str, overrides: Mapping[str, Any] | None = None
+    ) -> AugmentationExplorer | None:
         """A fresh augmentation tab for ``method`` (or a note when it has no recipe)."""
         from workbench.augment.recipes import METHOD_NAMES
 
+        overrides = dict(overrides or {})
         if method not in METHOD_NAMES:
             self.augment_box.children = [
                 widgets.HTML(f"{html.escape(method)} has no augmentation recipe to preview.")
             ]
             return None
-        kwargs: dict[str, Any] = {}
-        if self._preview_size is not None:
-            kwargs["input_size"] = int(self._preview_size)
         explorer = AugmentationExplorer(
-            self.dataset, method=method, n_images=self.n_images, **kwargs
+            self.dataset,
+            method=method,
+            n_images=self.n_images,
+            **{**overrides, "input_size": self.preview_input_size()},
         )
+        explorer.method_dropdown.layout.display = "none"  # the shared Method choice decides
         explorer.method_dropdown.observe(self._on_augment_method, "value")
         # Every accepted change redraws the preview: that is when the settings flow to training.
         explorer.preview.observe(lambda _: self._safely("Augment", self.sync_transform), "value")
-        self.augment_box.children = [explorer]
+        size = explorer.recipe.view_sizes[0]
+        note = widgets.HTML(
+            f"<small>Previews at <b>{size} px</b>, the size the Train tab's Start trains at "
+            f"(its Input size field, else the data's native size), with the same recipe; these "
+            f"settings are the next run's.</small>"
+        )
+        self.augment_box.children = [note, explorer]
         return explorer
 
     @property
@@ -264,16 +341,19 @@ class Workbench(widgets.VBox):
             ValueError: An empty or unknown dataset name.
             FileNotFoundError: A folder that does not exist.
         """
+        from workbench.app import check_data_spec
         from workbench.data import load_dataset
 
         if isinstance(data, str) and not data.strip():
             raise ValueError("Data is empty: enter a dataset name (e.g. 'digits') or a folder.")
-        ds = load_dataset(data.strip() if isinstance(data, str) else data)
+        data = data.strip() if isinstance(data, str) else data
+        check_data_spec(data, self.data_root)
+        ds = load_dataset(data)
         self.clear_error()
         self.dataset = ds
         self.data_label.value = self._data_html()
         self.augment = self._new_explorer(self.method)
-        self.train.data_text.value = data.strip() if isinstance(data, str) else ds.name
+        self.train.data_text.value = data if isinstance(data, str) else ds.name
         self.sync_transform()
 
     def transform_overrides(self) -> dict[str, Any]:
@@ -331,17 +411,7 @@ class Workbench(widgets.VBox):
         return get_backbone(self._backbone_name(), input_size=size)[0].eval()
 
     def _input_size(self) -> int:
-        text = self.train.input_size_input.value.strip()
-        if text and text != "auto":
-            try:
-                return int(text)
-            except ValueError:
-                raise ValueError(
-                    f"Input size {text!r} in the Train tab is not a whole number; "
-                    f"enter e.g. 32, or leave it empty for auto."
-                ) from None
-        native = (self.dataset.meta or {}).get("image_size")
-        return int(native) if native else 64
+        return self.preview_input_size()
 
     def open_embeddings(self, source: Any = None) -> Any:
         """Open the EmbeddingExplorer on ``source`` (default: the Embed tab's choice).

@@ -40,6 +40,7 @@ from workbench.augment.recipes import (
     recipe,
     valid_override_keys,
 )
+from workbench.widgets import button_layout
 
 MAX_ROWS = 12  # images in one preview (uploads included)
 _FAMILIES = {
@@ -87,6 +88,32 @@ def parse_indices(text: str, n: int) -> list[int]:
 def code_for(rec: Recipe) -> str:
     """The Python that rebuilds ``rec``'s transform (the "Copy as code" text)."""
     return f"import workbench as wb\n\ntransform = {rec.to_code()}"
+
+
+# The browser's clipboard API, called from the click itself (a user gesture, which the API
+# requires). Where it is refused (no permission, an insecure page) the textarea below it opens
+# with the code selected, for Ctrl+C.
+_COPY_JS = (
+    "(async (b) => {"
+    " const t = b.parentElement.querySelector('textarea'); const label = b.lastChild;"
+    " try { await navigator.clipboard.writeText(t.value); label.textContent = ' Copied';"
+    "   b.dataset.copied = '1'; }"
+    " catch (e) { t.style.display = 'block'; t.focus(); t.select();"
+    "   label.textContent = ' Press Ctrl+C'; }"
+    " setTimeout(() => { label.textContent = ' Copy as code'; }, 2500);"
+    "})(this)"
+)
+
+
+def copy_button_html(code: str) -> str:
+    """A "Copy as code" button that puts ``code`` on the clipboard (textarea as fallback)."""
+    return (
+        "<div class='workbench-copy'><button class='jupyter-widgets jupyter-button "
+        "widget-button' style='width:auto;padding:0 10px' title='Copy the make_transform call "
+        f"to the clipboard' onclick=\"{html.escape(_COPY_JS)}\"><i class='fa fa-copy'></i>"
+        "<span> Copy as code</span></button><textarea readonly style='display:none;"
+        f"width:100%;height:90px;font-family:monospace'>{html.escape(code)}</textarea></div>"
+    )
 
 
 class _Images:
@@ -176,6 +203,9 @@ class AugmentationExplorer(widgets.VBox):
         self.code = code_for(self.recipe)
         n = max(1, min(int(n_images), len(self._images), MAX_ROWS))
         self._indices = list(range(n))
+        from workbench.augment.preview import is_grayscale
+
+        self._grayscale = is_grayscale([self._images[i] for i in range(min(8, len(self._images)))])
         self._build(method, seed, show_params, n)
         self._set_group_controls(self.recipe)
         self._redraw()
@@ -191,9 +221,19 @@ class AugmentationExplorer(widgets.VBox):
             layout={"width": "220px"},
         )
         self.seed = w.IntText(value=int(seed), description="seed", layout={"width": "150px"})
-        self.resample_button = w.Button(description="Resample", icon="refresh")
-        self.reset_button = w.Button(description="Reset to defaults", icon="undo")
-        self.code_button = w.Button(description="Copy as code", icon="code")
+        self.resample_button = w.Button(
+            description="Resample", icon="refresh", layout=button_layout()
+        )
+        self.reset_button = w.Button(
+            description="Reset to defaults", icon="undo", layout=button_layout()
+        )
+        self.code_button = w.Button(
+            description="Show code",
+            icon="code",
+            tooltip="Show the make_transform call",
+            layout=button_layout(),
+        )
+        self.copy_button = w.HTML(copy_button_html(self.code))
         self.n_images = w.BoundedIntText(
             value=n,
             min=1,
@@ -208,29 +248,45 @@ class AugmentationExplorer(widgets.VBox):
             tooltip="Image indices, e.g. 0, 3, 5-7",
             layout={"width": "220px"},
         )
-        self.random_button = w.Button(description="Random images", icon="random")
-        self.upload = w.FileUpload(accept="image/*", multiple=True, description="Your image")
-        self.clear_uploads_button = w.Button(description="Clear uploads")
+        self.random_button = w.Button(
+            description="Random images", icon="random", layout=button_layout()
+        )
+        self.upload = w.FileUpload(accept="image/*", multiple=True, description="Your images")
+        self.clear_uploads_button = w.Button(description="Clear uploads", layout=button_layout())
         self.show_params = w.Checkbox(value=bool(show_params), description="show sampled params")
         self.link_groups = w.Checkbox(value=False, description="edit all view groups together")
         self.ab_mode = w.Checkbox(value=False, description="A/B compare")
-        self.b_to_a_button = w.Button(description="B -> A", disabled=True)
+        self.b_to_a_button = w.Button(description="B -> A", disabled=True, layout=button_layout())
         self.error = w.HTML()
         self.status = w.HTML()
         self.code_area = w.Textarea(
             value="", layout={"width": "100%", "height": "80px", "display": "none"}
         )
-        self.preview = w.Image(format="png")
-        self.preview_a = w.Image(format="png")
+        # natural size (no shrinking to fit): the previews pane scrolls instead
+        natural = {"max_width": "none", "flex": "0 0 auto"}
+        self.preview = w.Image(format="png", layout=natural)
+        self.preview_a = w.Image(format="png", layout=natural)
+        self.ab_diff = w.HTML()
         self.tabs = w.Tab()
-        self._a_box = w.VBox([w.HTML("<b>A</b> (fixed)"), self.preview_a])
+        self._a_box = w.VBox(
+            [w.HTML("<b>A</b> (fixed)"), self.preview_a], layout={"flex": "0 0 auto"}
+        )
         self._b_label = w.HTML("<b>B</b> (controls)")
         self._a_box.layout.display = "none"
         self._b_label.layout.display = "none"
-        previews = w.HBox(
-            [self._a_box, w.VBox([self._b_label, self.preview])],
-            layout={"overflow": "auto", "flex": "1 1 auto"},
+        previews = w.VBox(
+            [
+                self.ab_diff,
+                w.HBox(
+                    [
+                        self._a_box,
+                        w.VBox([self._b_label, self.preview], layout={"flex": "0 0 auto"}),
+                    ]
+                ),
+            ],
+            layout={"overflow": "auto", "flex": "1 1 auto", "min_width": "0"},
         )
+        previews.add_class("workbench-previews")  # the one pane meant to scroll
         left = w.VBox([self.tabs], layout={"width": "480px", "flex": "0 0 auto"})
         self.children = [
             w.HBox(
@@ -239,6 +295,7 @@ class AugmentationExplorer(widgets.VBox):
                     self.seed,
                     self.resample_button,
                     self.reset_button,
+                    self.copy_button,
                     self.code_button,
                 ]
             ),
@@ -286,8 +343,9 @@ class AugmentationExplorer(widgets.VBox):
         common: dict[str, Any] = {
             "description": info.label,
             "tooltip": info.help,
-            "style": {"description_width": "78px"},
-            "layout": {"width": "225px"},
+            "style": {"description_width": "90px"},
+            # one column: a ~250 px track (0.004 per pixel over 0..1) and room for the readout
+            "layout": {"width": "430px"},
         }
         if info.control == "int":
             # plain IntText, not a bounded one: an invalid value must reach the recipe's check
@@ -309,6 +367,7 @@ class AugmentationExplorer(widgets.VBox):
     def _set_group_controls(self, rec: Recipe) -> None:
         """(Re)build the tabs: one per view group, controls grouped by family."""
         self.controls = {}
+        self._colour_readouts: dict[str, widgets.HTML] = {}
         pages = []
         for spec in rec.groups:
             sections = []
@@ -323,13 +382,36 @@ class AugmentationExplorer(widgets.VBox):
                     )
                     self.controls[f"{spec.name}_{f}"] = ctrl
                     ctrls.append(ctrl)
-                grid = widgets.GridBox(ctrls, layout={"grid_template_columns": "repeat(2, 230px)"})
-                sections.append(widgets.VBox([widgets.HTML(self._family_html(family)), grid]))
+                parts = [widgets.HTML(self._family_html(family)), *ctrls]
+                if family == "colour":
+                    readout = widgets.HTML()
+                    self._colour_readouts[spec.name] = readout
+                    parts.append(readout)
+                sections.append(widgets.VBox(parts))
             kind = f"{spec.kind}, {spec.count} view{'s' if spec.count != 1 else ''}"
             note = widgets.HTML(f"<small>group <b>{spec.name}</b> ({kind})</small>")
             pages.append(widgets.VBox([note, *sections]))
         self.tabs.children = pages
         self.tabs.titles = tuple(g.name for g in rec.groups)
+        self._update_colour_readouts()
+
+    def _update_colour_readouts(self) -> None:
+        """Under each group's colour controls: the jitter applied, and a grayscale-data note."""
+        from workbench.augment.preview import applied_jitter_text
+
+        note = ""
+        if self._grayscale:
+            note = (
+                "<br><i>These images are grayscale: hue, saturation and grayscale change "
+                "nothing on them; brightness and contrast still do.</i>"
+            )
+        for spec in self.recipe.groups:
+            readout = self._colour_readouts.get(spec.name)
+            if readout is not None:
+                readout.value = (
+                    f"<div style='font-size:12px;color:#333;line-height:1.3'>"
+                    f"{html.escape(applied_jitter_text(spec))}{note}</div>"
+                )
 
     def _write_controls(self, rec: Recipe) -> None:
         """Set every control from ``rec`` without triggering redraws."""
@@ -411,18 +493,22 @@ class AugmentationExplorer(widgets.VBox):
     def apply_controls(self) -> None:
         """Read the controls into ``recipe``/``transform``/``code`` and redraw (or show why not)."""
         rec = self._read_recipe()  # ValueError -> error area, state unchanged
+        self._set_recipe(rec)
+        self._update_colour_readouts()
+        self._redraw()
+
+    def _set_recipe(self, rec: Recipe) -> None:
+        """Make ``rec`` current: transform, code, copy button, code area."""
         self.recipe, self.transform, self.code = rec, _make(rec), code_for(rec)
+        self.copy_button.value = copy_button_html(self.code)
         if self.code_area.layout.display != "none":
             self.code_area.value = self.code
-        self._redraw()
 
     def _on_method(self, change: Mapping[str, Any]) -> None:
         method = change["new"]
         rec = recipe(method, **self._method_overrides(method))
-        self.recipe, self.transform, self.code = rec, _make(rec), code_for(rec)
+        self._set_recipe(rec)
         self._set_group_controls(rec)
-        if self.code_area.layout.display != "none":
-            self.code_area.value = self.code
         self._redraw()
 
     def reset(self) -> None:
@@ -438,7 +524,10 @@ class AugmentationExplorer(widgets.VBox):
         self.seed.value = int(self.seed.value) + 1
 
     def show_code(self) -> str:
-        """Show (and return) the ``make_transform`` call that reproduces the current settings."""
+        """Show (and return) the ``make_transform`` call that reproduces the current settings.
+
+        "Copy as code" puts the same text on the clipboard; this is the visible copy.
+        """
         self.code_area.value = self.code
         self.code_area.layout.display = "block"
         return self.code
@@ -487,6 +576,11 @@ class AugmentationExplorer(widgets.VBox):
     def clear_uploads(self) -> None:
         """Forget uploaded images."""
         self._uploads = []
+        self._updating = True
+        try:
+            self.upload.value = ()  # the button's count goes back to (0)
+        finally:
+            self._updating = False
         self._redraw()
 
     def _on_upload(self, change: Mapping[str, Any]) -> None:
@@ -505,11 +599,8 @@ class AugmentationExplorer(widgets.VBox):
                 names.append(name)
             except Exception as exc:  # noqa: BLE001 - reported per file
                 errors.append(f"{name}: {exc}")
-        self._updating = True
-        try:
-            self.upload.value = ()  # lets the same file be uploaded again
-        finally:
-            self._updating = False
+        # The value stays: the button then reads "Your images (n)" for the files just read (the
+        # browser side resets its file input, so the same file can be chosen again).
         if images:
             self.add_images(images, names)
         if errors:
@@ -557,11 +648,42 @@ class AugmentationExplorer(widgets.VBox):
                 self._a_key = key
         self.last_render_s = time.perf_counter() - t0
         self.error.value = ""
-        n_views = self.recipe.n_views
-        self.status.value = (
-            f"<small>{len(images)} image{'s' if len(images) != 1 else ''} x {n_views} views "
-            f"from {html.escape(self._images.label)}, drawn in "
-            f"{1000 * self.last_render_s:.0f} ms</small>"
+        self.status.value = f"<small>{html.escape(self.status_text())}</small>"
+        self.ab_diff.value = self._ab_diff_html()
+
+    def status_text(self) -> str:
+        """The status line: what the preview shows, uploads included, and how long it took."""
+        images, _ = self._current_images()
+        n_up = min(len(self._uploads), len(images))
+        n_data = len(images) - n_up
+        parts = []
+        if n_up:
+            parts.append(f"{n_up} uploaded image{'s' if n_up != 1 else ''}")
+        if n_data:
+            parts.append(f"{n_data} image{'s' if n_data != 1 else ''} from {self._images.label}")
+        return (
+            f"{' + '.join(parts)} x {self.recipe.n_views} views, drawn in "
+            f"{1000 * self.last_render_s:.0f} ms"
+        )
+
+    def ab_differences(self) -> list[str]:
+        """A/B mode: the settings where B (the controls) differs from A (fixed)."""
+        from workbench.augment.preview import recipe_differences
+
+        if self._a_recipe is None:
+            return []
+        return recipe_differences(self._a_recipe, self.recipe)
+
+    def _ab_diff_html(self) -> str:
+        if self._a_recipe is None:
+            return ""
+        diff = self.ab_differences()
+        if not diff:
+            return "<small><b>A = B</b>: change a control to compare.</small>"
+        items = "".join(f"<li>{html.escape(d)}</li>" for d in diff)
+        return (
+            "<div style='font-size:12px'><b>B differs from A in:</b><ul style='margin:0;"
+            f"padding-left:18px'>{items}</ul></div>"
         )
 
 

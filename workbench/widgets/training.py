@@ -29,6 +29,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from workbench.widgets import button_layout
+
 DEVICES = ("auto", "cpu", "cuda")
 _FIELDS_WITH_FORM = ("out", "model", "epochs", "batch_size", "input_size", "lr", "accelerator")
 
@@ -81,6 +83,19 @@ def _card_value(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _defaults_html(defaults: Mapping[str, Any]) -> str:
+    """The method's config defaults as a folded two-column table (``method_args`` keys)."""
+    rows = "".join(
+        f"<tr><td style='padding-right:10px'><code>{html.escape(str(k))}</code></td>"
+        f"<td>{_card_value(v)}</td></tr>"
+        for k, v in defaults.items()
+    )
+    return (
+        "<details><summary>Method settings and their defaults (<code>method_args</code>)"
+        f"</summary><table style='font-size:12px'>{rows}</table></details>"
+    )
+
+
 def method_card_html(name: str, card: Mapping[str, Any] | None, hints: Sequence[str] = ()) -> str:
     """The method card as HTML: every key of ``describe_method`` that exists, then the hints."""
     parts = [f"<b>{html.escape(name)}</b>"]
@@ -93,6 +108,9 @@ def method_card_html(name: str, card: Mapping[str, Any] | None, hints: Sequence[
         for key in keys:
             value = card[key]
             if key == "summary" or key in _CARD_SKIP or value in (None, "", [], (), {}):
+                continue
+            if key == "defaults" and isinstance(value, Mapping):
+                parts.append(_defaults_html(value))
                 continue
             title = _CARD_TITLES.get(key) or key.replace("_", " ").capitalize()
             parts.append(f"<b>{html.escape(title)}:</b> {_card_value(value)}")
@@ -110,8 +128,16 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def progress_text(record: Mapping[str, Any], epochs: int | None) -> tuple[int, int, str]:
-    """(value, max, label) of the progress bar from a step record (epoch and batch are 0-based)."""
+def progress_text(
+    record: Mapping[str, Any], epochs: int | None, *, eta: bool = True
+) -> tuple[int, int, str]:
+    """(value, max, label) of the progress bar from a step record (epoch and batch are 0-based).
+
+    Args:
+        record: A step record (``epoch``, ``batch``, ``batches_per_epoch``, ``seconds``...).
+        epochs: Total epochs of the run (None: the record's ``epochs``).
+        eta: Add the estimated time left (False once the run is over).
+    """
     bpe = int(record.get("batches_per_epoch") or 0)
     epoch = int(record.get("epoch") or 0)
     batch = int(record.get("batch") or 0)
@@ -123,9 +149,51 @@ def progress_text(record: Mapping[str, Any], epochs: int | None) -> tuple[int, i
     if isinstance(ips, (int, float)) and math.isfinite(ips):
         parts.append(f"{ips:,.0f} img/s")
     seconds = record.get("seconds")
-    if total and isinstance(seconds, (int, float)) and done > 0:
+    if eta and total and isinstance(seconds, (int, float)) and done > 0:
         parts.append(f"ETA {_fmt_seconds(seconds / done * max(total - done, 0))}")
     return done, max(total, done, 1), " · ".join(parts)
+
+
+def complete_epochs(history: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records of whole epochs.
+
+    A Stop mid-epoch writes a ``partial`` record (a few steps' mean, no kNN) that must not be
+    drawn as an epoch point; its steps stay in the per-step curve.
+    """
+    return [rec for rec in history if not rec.get("partial")]
+
+
+def _plotted(run: Any) -> Any:
+    """``run`` as the training-curve plot should see it: whole epochs only."""
+    return SimpleNamespace(
+        history=complete_epochs(getattr(run, "history", None) or []),
+        steps=list(getattr(run, "steps", None) or []),
+        config=dict(getattr(run, "config", None) or {}),
+        name=getattr(run, "name", None),
+    )
+
+
+def stopped_text(
+    run: Any, epochs: int | None, history: Sequence[Mapping[str, Any]] | None = None
+) -> str:
+    """What the message area says after Stop: where the run ended and how to continue it.
+
+    Args:
+        run: The stopped Run (its ``config`` and ``out``).
+        epochs: Total epochs asked for (when the config lacks them).
+        history: Epoch records received (default: ``run.history``).
+    """
+    from workbench.cli import resume_commands
+
+    config = dict(getattr(run, "config", None) or {})
+    total = int(config.get("epochs") or epochs or 0)
+    records = history if history is not None else getattr(run, "history", None) or []
+    done = len(complete_epochs(records))
+    python, cli = resume_commands(config, getattr(run, "out", ""), epochs=total or None)
+    return (
+        f"Stopped with a checkpoint after {done} of {total or '?'} epochs. To continue it from "
+        f"the checkpoint, in the same folder, run\n  {python}\nor\n  {cli}"
+    )
 
 
 def run_label(summary: Mapping[str, Any]) -> str:
@@ -154,6 +222,51 @@ def run_label(summary: Mapping[str, Any]) -> str:
 
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+_SUBSHELLS: dict[int, str] = {}  # id(kernel) -> the subshell that serves Stop buttons
+
+
+def handle_in_subshell(*controls: widgets.Widget) -> bool:
+    """Handle these widgets' messages in a kernel subshell, so they work while a cell runs.
+
+    A cell blocked in ``launcher.wait()`` (what Run All does) keeps the kernel's main shell
+    busy: a Stop click would queue until the cell ends. ipykernel 7 runs *subshells*, each in
+    its own thread (JEP 91), and routes a comm's messages to the subshell its
+    ``_reply_subshell_for`` names. So the Stop button's comm is routed to a subshell made for
+    it: the click runs ``stop()`` at once, whatever the main shell is doing. This uses
+    ipykernel internals (7.4: ``shell_channel_thread.manager`` and ``_reply_subshell_for``), so
+    ipykernel is pinned (pyproject, constraints.txt) and tests/test_browser.py checks it.
+    jupyter-ui-poll, the usual tool, cannot do it here: its ``do_one_iteration`` is gone in
+    ipykernel 7.4.
+
+    Returns:
+        True when the controls are served by a subshell; False outside a kernel or with an
+        ipykernel without subshells (then Stop works from a free kernel only).
+    """
+    try:
+        from IPython import get_ipython
+
+        kernel = getattr(get_ipython(), "kernel", None)
+        thread = getattr(kernel, "shell_channel_thread", None)
+        if kernel is None or thread is None or not kernel._supports_kernel_subshells:
+            return False
+        sid = _SUBSHELLS.get(id(kernel))
+        if sid is None:
+            socket = thread.manager.control_to_shell_channel.from_socket
+            socket.send_json({"type": "create"})  # as a create_subshell_request does
+            reply = socket.recv_json()
+            if reply.get("status") != "ok":
+                return False
+            sid = _SUBSHELLS[id(kernel)] = str(reply["subshell_id"])
+        for control in controls:
+            comm = getattr(control, "comm", None)
+            if comm is None or not hasattr(comm, "_reply_subshell_for"):
+                return False
+            comm._reply_subshell_for = lambda data, default, sid=sid: sid
+        return True
+    except Exception:  # an ipykernel whose internals differ: fall back to the main shell
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +318,8 @@ class TrainingLauncher(widgets.VBox):
         runs_root: Folder whose runs the browser lists; new runs without an output folder go
             there. Defaults to the parent of ``out`` when given, else ``"runs"``.
         redraw_interval: Minimum seconds between two redraws of the live figure.
+        data_root: Refuse data, output and runs folders outside this directory (``workbench
+            app --data-root``); None allows any.
         **train_kwargs: Any other ``wb.train`` argument. ``model``, ``epochs``, ``batch_size``,
             ``input_size``, ``lr``, ``accelerator`` and ``out`` pre-fill the form; the rest
             (``method_args``, ``num_workers``, ``max_steps``, ``seed``, ...) are passed through
@@ -232,9 +347,12 @@ class TrainingLauncher(widgets.VBox):
         *,
         runs_root: str | Path | None = None,
         redraw_interval: float = 0.5,
+        data_root: str | Path | None = None,
         **train_kwargs: Any,
     ) -> None:
         super().__init__()
+        self.data_root = None if data_root is None else Path(data_root).expanduser().resolve()
+        self._checked_data: tuple[str, Any] | None = None
         self.redraw_interval = float(redraw_interval)
         self.train_kwargs: dict[str, Any] = dict(train_kwargs)
         if "callbacks" in self.train_kwargs:
@@ -345,6 +463,7 @@ class TrainingLauncher(widgets.VBox):
             description="Augmentations...",
             tooltip="Preview and edit the views of this method",
             icon="image",
+            layout=button_layout(),
         )
         form = widgets.VBox(
             [
@@ -363,21 +482,30 @@ class TrainingLauncher(widgets.VBox):
         self.card = widgets.HTML(layout=widgets.Layout(width="440px", padding="0 0 0 12px"))
         self.augment_area = widgets.VBox()
 
-        self.start_button = widgets.Button(description="Start", button_style="success", icon="play")
+        self.start_button = widgets.Button(
+            description="Start", button_style="success", icon="play", layout=button_layout()
+        )
         self.stop_button = widgets.Button(
-            description="Stop", button_style="danger", icon="stop", disabled=True
+            description="Stop",
+            button_style="danger",
+            icon="stop",
+            disabled=True,
+            layout=button_layout(),
         )
         self.status_label = widgets.HTML(value=self._status_html("idle"))
         self.progress = widgets.IntProgress(value=0, min=0, max=1, layout={"width": "340px"})
         self.progress_label = widgets.HTML(value="")
         self.message_area = widgets.HTML(value=methods_note)
         self.error_area = widgets.HTML(value="", layout={"display": "none"})
-        self.plot = widgets.Image(format="png", layout={"max_width": "100%"})
+        # hidden while empty: an Image without bytes shows a broken-image icon
+        self.plot = widgets.Image(format="png", layout={"max_width": "100%", "display": "none"})
 
         self.runs_root_input = widgets.Text(
             value=str(runs_root), description="Runs folder", style=label_w, layout=lay
         )
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.refresh_button = widgets.Button(
+            description="Refresh", icon="refresh", layout=button_layout()
+        )
         self.runs_select = widgets.SelectMultiple(
             options=[],
             rows=6,
@@ -386,9 +514,14 @@ class TrainingLauncher(widgets.VBox):
             layout=widgets.Layout(width="95%"),
         )
         self.embeddings_button = widgets.Button(
-            description="Open embeddings", icon="braille", tooltip="First selected run"
+            description="Open embeddings",
+            icon="braille",
+            tooltip="First selected run",
+            layout=button_layout(),
         )
-        self.overlay_plot = widgets.Image(format="png", layout={"max_width": "100%"})
+        self.overlay_plot = widgets.Image(
+            format="png", layout={"max_width": "100%", "display": "none"}
+        )
         self.embeddings_area = widgets.VBox()
         browser = widgets.VBox(
             [
@@ -413,6 +546,8 @@ class TrainingLauncher(widgets.VBox):
             self.runs_browser,
         ]
 
+        # Stop must work while the main shell is busy (a cell blocked in wait())
+        self.stop_in_subshell = handle_in_subshell(self.stop_button)
         self.start_button.on_click(lambda _: self._safely("Start", self.start))
         self.stop_button.on_click(lambda _: self._safely("Stop", self.stop))
         self.augment_button.on_click(
@@ -490,7 +625,8 @@ class TrainingLauncher(widgets.VBox):
     def _say(self, text: str, level: str = "info") -> None:
         colors = {"info": "#333", "warning": "#b35900", "success": "green"}
         self.message_area.value = (
-            f"<span style='color:{colors.get(level, '#333')}'>{html.escape(text)}</span>"
+            f"<span style='color:{colors.get(level, '#333')};white-space:pre-wrap'>"
+            f"{html.escape(text)}</span>"
         )
 
     def _report_error(self, title: str, exc: BaseException | str, tb: str = "") -> None:
@@ -539,8 +675,11 @@ class TrainingLauncher(widgets.VBox):
         """
         args = {k: v for k, v in self.train_kwargs.items() if k not in _FIELDS_WITH_FORM}
         data = self.form_data()
-        if not data:
-            raise ValueError("Data is empty: enter a dataset name (e.g. 'digits') or a folder.")
+        if not isinstance(data, (str, Path)) or not str(data).strip():
+            if not data:
+                raise ValueError("Data is empty: enter a dataset name (e.g. 'digits') or a folder.")
+        else:
+            self._check_data(str(data))
         method = str(self.method_dropdown.value)
         args.update(
             data=data,
@@ -554,15 +693,45 @@ class TrainingLauncher(widgets.VBox):
         )
         out = self.out_input.value.strip()
         if out:
+            self._check_path(out, "Output folder")
             args["out"] = out
         else:
             from workbench.runs import new_run_dir
 
-            args["out"] = str(new_run_dir(self.runs_root_input.value.strip() or "runs", method))
+            root = self.runs_root_input.value.strip() or "runs"
+            self._check_path(root, "Runs folder")
+            args["out"] = str(new_run_dir(root, method))
         transform_args = self.transform_args()
         if transform_args is not None:
             args["transform_args"] = transform_args
         return args
+
+    def _check_path(self, path: str, what: str) -> None:
+        """Refuse a folder outside ``data_root`` (when the launcher has one)."""
+        if self.data_root is not None:
+            from workbench.app import check_inside
+
+            check_inside(path, self.data_root, what)
+
+    def _check_data(self, spec: str) -> None:
+        """Load the form's data before a run is created (cached per spec).
+
+        A bad folder or name is then reported here and no run folder is left behind.
+
+        Raises:
+            FileNotFoundError: A folder that does not exist.
+            ValueError: An unknown name, a folder without images, or a path outside
+                ``data_root``.
+        """
+        if self.data_root is not None:
+            from workbench.app import check_data_spec
+
+            check_data_spec(spec, self.data_root)
+        if self._checked_data is not None and self._checked_data[0] == spec:
+            return
+        from workbench.data import load_dataset
+
+        self._checked_data = (spec, load_dataset(spec))
 
     @staticmethod
     def _parse_optional(text: str, field: str, kind: type) -> Any:
@@ -618,17 +787,26 @@ class TrainingLauncher(widgets.VBox):
         except ImportError as exc:
             self._say(f"The augmentation explorer is not available: {exc}", "warning")
             return None
+        from workbench.augment.recipes import training_input_size
+
         method = str(self.method_dropdown.value)
-        kwargs: dict[str, Any] = {}
+        data = self.form_data() or "digits"
+        if isinstance(data, (str, Path)):
+            self._check_data(str(data))
+            assert self._checked_data is not None
+            data = self._checked_data[1]
         size = self._parse_optional(self.input_size_input.value, "Input size", int)
-        if size is not None:
-            kwargs["input_size"] = size  # preview the views at the training size
-        explorer = AugmentationExplorer(data=self.form_data() or "digits", method=method, **kwargs)
+        native = (getattr(data, "meta", None) or {}).get("image_size")
+        # preview at the size Start trains at (small-image recipe included)
+        size = training_input_size(size, native, str(self.device_dropdown.value))
+        explorer = AugmentationExplorer(data=data, method=method, input_size=size)
         self._explorer = explorer
         dropdown = getattr(explorer, "method_dropdown", None)
         if dropdown is not None:
             dropdown.observe(self._on_explorer_method, "value")
-        close = widgets.Button(description="Close augmentations", icon="times")
+        close = widgets.Button(
+            description="Close augmentations", icon="times", layout=button_layout()
+        )
         close.on_click(lambda _: self._close_explorer())
         note = widgets.HTML(
             "Augmentation settings: the next Start uses them (with the form's input size)."
@@ -706,24 +884,17 @@ class TrainingLauncher(widgets.VBox):
                 )
                 return False
             self.clear_error()
+            self._reset_view()
             try:
                 kwargs = self.train_arguments()
-            except ValueError as exc:
+            except (ValueError, OSError) as exc:  # nothing was created: the form says why
                 self._report_error("Cannot start", exc)
                 return False
             self._token += 1
             token = self._token
-            self.run = None
-            self.history, self.steps, self.events = [], [], []
-            self.last_plot_data, self.last_figure = {}, None
-            self.plot.value = b""  # the previous run's curves must not pass for this one's
-            self.redraw_times = []
             self._epochs_total = int(kwargs["epochs"])
-            self._run_config = {}
             self._stop_flag.clear()
             self._paint_stop.clear()
-            self._dirty = False
-            self.progress.value, self.progress.max, self.progress.bar_style = 0, 1, ""
             self.progress_label.value = "starting..."
             self._say(f"Run folder: {kwargs['out']}")
             self.status = "starting"
@@ -743,6 +914,21 @@ class TrainingLauncher(widgets.VBox):
             self._thread.start()
         return True
 
+    def _reset_view(self) -> None:
+        """Forget the previous run's state: status, progress, messages, curves (every Start)."""
+        self.run = None
+        self.history, self.steps, self.events = [], [], []
+        self.last_plot_data, self.last_figure = {}, None
+        self.plot.value = b""  # the previous run's curves must not pass for this one's
+        self.plot.layout.display = "none"  # no broken-image icon before the first redraw
+        self.redraw_times = []
+        self._run_config = {}
+        self._dirty = False
+        self.progress.value, self.progress.max, self.progress.bar_style = 0, 1, ""
+        self.progress_label.value = ""
+        self.message_area.value = ""
+        self.status = "idle"
+
     def stop(self) -> None:
         """Ask the run to stop; it ends within one batch with a checkpoint (status "stopped")."""
         if not self.running:
@@ -754,6 +940,9 @@ class TrainingLauncher(widgets.VBox):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the current run (and its final redraw) is over.
+
+        In JupyterLab the Stop button still works while a cell blocks here: its messages are
+        handled in a kernel subshell (:func:`handle_in_subshell`).
 
         Returns:
             True when no run is in progress any more, False on timeout.
@@ -808,10 +997,18 @@ class TrainingLauncher(widgets.VBox):
             self.progress.bar_style = "danger"
         else:
             self.progress.bar_style = "warning"
+        if self.steps:  # where it ended; no ETA once it is over
+            _, _, label = progress_text(self.steps[-1], self._epochs_total, eta=False)
+            self.progress_label.value = html.escape(f"{status} at {label}")
+        elif self.progress_label.value in ("starting...", "preparing the first batch..."):
+            self.progress_label.value = html.escape(f"{status} before the first batch")
         if self.run is not None and getattr(self.run, "out", None) is not None:
-            self._say(
-                f"Run {status}: {self.run.out}", "success" if status == "finished" else "info"
-            )
+            if status == "stopped":
+                self._say(stopped_text(self.run, self._epochs_total, self.history), "warning")
+            else:
+                self._say(
+                    f"Run {status}: {self.run.out}", "success" if status == "finished" else "info"
+                )
         try:
             self.refresh_runs()
         except Exception as exc:
@@ -894,13 +1091,16 @@ class TrainingLauncher(widgets.VBox):
             from workbench.plots.training import figure_line_data, training_curves
 
             name = getattr(self.run, "name", None)
-            live = SimpleNamespace(history=history, steps=steps, config=self._run_config, name=name)
+            live = SimpleNamespace(
+                history=complete_epochs(history), steps=steps, config=self._run_config, name=name
+            )
             method = self._run_config.get("method") or self.method_dropdown.value
             title = f"{method} · {name}" if name else str(method)
             fig = training_curves(live, title=title)
             self.last_figure = fig
             self.last_plot_data = figure_line_data(fig)
             self.plot.value = figure_to_png(fig, dpi=80, close=False)
+            self.plot.layout.display = None
             self.redraw_times.append(time.monotonic())
 
     # -- runs browser --------------------------------------------------------------------------
@@ -910,6 +1110,7 @@ class TrainingLauncher(widgets.VBox):
         from workbench.runs import list_runs
 
         root = self.runs_root_input.value.strip() or "runs"
+        self._check_path(root, "Runs folder")
         runs = list_runs(root)
         selected = {getattr(self._runs[i], "out", None) for i in self.runs_select.value}
         self._runs = runs
@@ -928,13 +1129,15 @@ class TrainingLauncher(widgets.VBox):
         runs = self.selected_runs
         if not runs:
             self.overlay_plot.value = b""
+            self.overlay_plot.layout.display = "none"
             return None
         from workbench.plots.common import figure_to_png
         from workbench.plots.training import figure_line_data, training_curves
 
-        fig = training_curves(runs, title=f"{len(runs)} run(s)")
+        fig = training_curves([_plotted(r) for r in runs], title=f"{len(runs)} run(s)")
         self.overlay_data = figure_line_data(fig)
         self.overlay_plot.value = figure_to_png(fig, dpi=80, close=False)
+        self.overlay_plot.layout.display = None
         return fig
 
     def open_embeddings(self) -> Any:
