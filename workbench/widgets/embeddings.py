@@ -26,7 +26,7 @@ do)::
     ex.map.selection = [12]      # what a click on point 12 does
     ex.selected, ex.neighbor_indices
     ex.selected = 40             # select from Python: the map highlights it
-    ex.map.selection = [3, 4, 9] # a lasso: ex.selection, the grid, the label make-up
+    ex.map.selection = [3, 4, 9]  # a lasso: ex.selection, the grid, the label make-up
     ex.color.value = "kNN correct/wrong"
 """
 
@@ -260,10 +260,11 @@ class EmbeddingExplorer(widgets.VBox):
                                       layout=w.Layout(width="100px"))  # fmt: skip
         self.map_help = w.HTML(
             "<span style='color:#555;font-size:12px'>Click a point for its neighbours; "
-            "lasso (shift + drag, or the lasso button) for a group; hover for the image; "
-            "scroll to zoom, drag to pan; double-click empty space to clear.</span>"
+            "for a group, press the lasso button (left of the map) and draw around it; "
+            "hover for the image; scroll to zoom, drag to pan; double-click empty space to "
+            "clear.</span>"
         )
-        self.maps_box = w.Box(layout=w.Layout(width="100%"))
+        self.maps_box = w.VBox(layout=w.Layout(width="100%"))
         self.neighbors_grid = w.HTML()
         self.compare_neighbors_grid = w.HTML(layout=hidden)
         self.neighbor_buttons_box = w.HBox(layout=w.Layout(flex_flow="row wrap"))
@@ -792,7 +793,8 @@ class EmbeddingExplorer(widgets.VBox):
         for j, d in zip(idx, dist):
             items.append(GridItem(int(j), self._image(int(j)),
                                   f"#{int(j)} d={d:.3f}\n{self._label_name(int(j))}"))  # fmt: skip
-        return image_grid_html(items, title, css_class="wb-grid wb-neighbors")
+        css = "wb-grid wb-neighbors" if query else "wb-grid wb-compare-neighbors"
+        return image_grid_html(items, title, css_class=css)
 
     def _draw_neighbors(self) -> None:
         emb, i = self.embeddings, self._selected

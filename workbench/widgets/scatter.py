@@ -167,8 +167,10 @@ def link_maps(maps: Sequence[tuple[Any, str]]) -> Any:
     """Side-by-side maps with shared selection and hover (a GridBox widget)."""
     import jscatter
 
-    return jscatter.compose(list(maps), sync_selection=True, sync_hover=True,
+    grid = jscatter.compose(list(maps), sync_selection=True, sync_hover=True,
                             row_height=MAP_HEIGHT)  # fmt: skip
+    grid.layout.width = "100%"  # else the grid shrinks to its toolbars inside a flex box
+    return grid
 
 
 def thumbnail_data_url(img: Any, size: int = PREVIEW_SIZE) -> str:
@@ -273,6 +275,7 @@ def label_makeup_html(labels: np.ndarray, class_names: Sequence[str]) -> str:
     )
     return (
         "<table class='wb-makeup' style='border-collapse:collapse;font-size:12px'>"
-        "<tr><th style='text-align:left'>label</th><th style='text-align:right'>images</th>"
+        "<tr><th style='text-align:left;padding:0 8px 0 0'>label</th>"
+        "<th style='text-align:right;padding:0 6px'>images</th>"
         f"<th></th><th></th></tr>{body}</table>"
     )
