@@ -14,7 +14,7 @@ the projection existing in the kernel to the map's canvas visible in the page; t
 wheel zooms and drags over the map while ``requestAnimationFrame`` records frame times (p50 /
 p95); the WebGL renderer string is recorded.
 
-    .venv/bin/python benchmarks/map_scale.py --browser   # -> benchmarks/results/map_scale.json
+    .venv/bin/python benchmarks/map_scale.py --browser   # -> results/map_scale.json, RESULTS.md
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -98,7 +97,20 @@ def headless(n: int) -> dict[str, object]:
         t0 = time.perf_counter()
         ex._preview(int(i))
         preview.append(1000 * (time.perf_counter() - t0))
+    # Reference, same run: what the PNG explorer redrew on every selection (the map and the grid).
+    from workbench.plots.common import figure_to_png
+    from workbench.plots.embeddings import embedding_map, neighbor_grid
+
+    png = []
+    for i in rng.choice(n, 3, replace=False):
+        t0 = time.perf_counter()
+        hl = [int(i), *ex.neighbor_indices.tolist()]
+        figure_to_png(embedding_map(ex.projection, scope["labels"], highlight=hl, point_size=4))
+        imgs = [scope["ds"][int(j)][0] for j in ex.neighbor_indices]
+        figure_to_png(neighbor_grid(imgs, ex.neighbor_distances))
+        png.append(1000 * (time.perf_counter() - t0))
     return {"points": n, "import_jscatter_s": round(import_s, 2),
+            "png_redraw_ms": _percentiles(png),
             "explorer_s": round(explorer_s, 2), "fill_in_s": round(fill_in_s, 2),
             "select_ms": _percentiles(select), "lasso_500_ms": _percentiles(lasso),
             "preview_ms": _percentiles(preview)}  # fmt: skip
@@ -189,18 +201,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--points", type=int, default=20_000)
     p.add_argument("--browser", action="store_true", help="also measure in headless Chromium")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "map_scale.json")
+    p.add_argument("--name", default="map_scale", help="results/<name>.json")
+    p.add_argument("--quick", action="store_true", help="500 points, headless: a smoke test")
     args = p.parse_args()
+    if args.quick:
+        args.points, args.browser, args.name = 500, False, "map_scale_quick"
     sys.path.insert(0, str(ROOT / "tests"))
-    row: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                              "machine": f"{platform.processor() or platform.machine()}, "
-                                         f"{os.cpu_count()} cores",
+    import common
+
+    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0].split()
+    row: dict[str, object] = {"machine": common.machine(),
+                              "cpu_flags": {f: f in flags for f in ("avx2", "avx512f", "amx_tile")},
                               "headless": headless(args.points)}  # fmt: skip
     if args.browser:
         row["chromium"] = browser(args.points)
+    row["machine"]["loadavg"] = [round(x, 2) for x in os.getloadavg()]  # type: ignore[index]
     print(json.dumps(row, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(row, indent=1) + "\n")
+    print("wrote", common.write_json(args.name, row))
+    if not args.quick:
+        print("and", common.render())
 
 
 if __name__ == "__main__":
