@@ -134,7 +134,7 @@ _RENDERER_JS = """() => {
 }"""
 
 
-def browser(n: int) -> dict[str, object]:
+def browser(n: int, knn: bool = True) -> dict[str, object]:
     from playwright.sync_api import sync_playwright
     from test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_http  # tests/ helpers
 
@@ -143,7 +143,8 @@ def browser(n: int) -> dict[str, object]:
     folder = Path(tempfile.mkdtemp(prefix="map-scale-"))
     src = SETUP.format(n=n) + (
         "t_projection = time.time()\n"
-        "ex = wb.EmbeddingExplorer(emb, data=ds, reducer='pca', warm_umap=False)\n"
+        + ("" if knn else "emb.labels = None  # no kNN colouring in the background\n")
+        + "ex = wb.EmbeddingExplorer(emb, data=ds, reducer='pca', warm_umap=False)\n"
         "json.dump({'t_projection': t_projection, 'error': ex.error}, open('t.json', 'w'))\n"
         "ex\n"
     )
@@ -203,6 +204,8 @@ def main() -> None:
     p.add_argument("--browser", action="store_true", help="also measure in headless Chromium")
     p.add_argument("--name", default="map_scale", help="results/<name>.json")
     p.add_argument("--quick", action="store_true", help="500 points, headless: a smoke test")
+    p.add_argument("--browser-only", action="store_true", help="skip the headless figures")
+    p.add_argument("--no-knn", action="store_true", help="browser: unlabelled (no kNN thread)")
     args = p.parse_args()
     if args.quick:
         args.points, args.browser, args.name = 500, False, "map_scale_quick"
@@ -212,9 +215,11 @@ def main() -> None:
     flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0].split()
     row: dict[str, object] = {"machine": common.machine(),
                               "cpu_flags": {f: f in flags for f in ("avx2", "avx512f", "amx_tile")},
-                              "headless": headless(args.points)}  # fmt: skip
+                              "headless": {}}  # fmt: skip
+    if not args.browser_only:
+        row["headless"] = headless(args.points)
     if args.browser:
-        row["chromium"] = browser(args.points)
+        row["chromium"] = browser(args.points, knn=not args.no_knn)
     row["machine"]["loadavg"] = [round(x, 2) for x in os.getloadavg()]  # type: ignore[index]
     print(json.dumps(row, indent=1))
     print("wrote", common.write_json(args.name, row))
