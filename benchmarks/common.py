@@ -620,7 +620,13 @@ READING = {
         "a GPU are lower. The kNN colouring (leave-one-out over all points) fills in after the "
         "map is on screen; it is not what delays the page: without labels (no kNN) the page "
         "took as long (24 s, same load). The on-screen figure under Voila is dominated by the "
-        "page load on the loaded cores, and it misses the 2 s target here."
+        "page load on the loaded cores, and it misses the 2 s target here. Why jupyter-scatter: "
+        "of the three tried it alone has click, lasso, brush and rectangle selection synced to "
+        "a trait, image tooltips and linked views built in, with its JavaScript in the wheel; "
+        "plotly's FigureWidget took the longest to build at this size (its state is JSON) and "
+        "bqplot, quickest to build, has no image tooltips or linked views (its lasso is a "
+        "separate interaction to wire). Import times swung by 2x between runs on the loaded "
+        "cores (jupyter-scatter: 8.3 s, then 15.6 s), so only their order means something."
     ),
 }
 
