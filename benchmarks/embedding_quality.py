@@ -76,8 +76,23 @@ def main() -> None:
     tag = cfg["data"] if isinstance(cfg["data"], str) else "data"
     map_png = args.out_dir / f"embedding_trained_vs_random_{tag}.png"
     nb_png = args.out_dir / f"embedding_neighbors_{tag}.png"
-    map_png.write_bytes(ex.map_image.value)
-    nb_png.write_bytes(ex.neighbors_image.value)
+    # The explorer's map is drawn in the browser; the PNGs come from workbench.plots.
+    from workbench.plots.common import figure_to_png, new_figure
+    from workbench.plots.embeddings import embedding_map, neighbor_grid
+
+    emb = ex.embeddings
+    fig = new_figure(14.0, 5.2)
+    for ax, xy, name in zip(fig.subplots(1, 2), (ex.projection, ex.compare_projection), ex.names):
+        hl = [args.select, *ex.neighbor_indices.tolist()]
+        embedding_map(xy, emb.labels, emb.class_names, highlight=hl, ax=ax,
+                      title=f"{name} ({ex.projection_method.upper()})")  # fmt: skip
+    map_png.write_bytes(figure_to_png(fig))
+    lab = emb.labels
+    nb_labels = None if lab is None else lab[ex.neighbor_indices]
+    query_label = None if lab is None else int(lab[args.select])
+    grid = neighbor_grid(ex.neighbor_images, ex.neighbor_distances, nb_labels, emb.class_names,
+                         query_image=ds[args.select][0], query_label=query_label)  # fmt: skip
+    nb_png.write_bytes(figure_to_png(grid))
     row = {
         "run": str(run.out),
         "method": cfg["method"],

@@ -81,7 +81,7 @@ def test_invariance_probe_reflects_what_the_model_ignores(shapes):
 
 
 def test_invariance_probe_strength_comes_from_the_recipe(shapes):
-    weak = {"crop_scale": (0.95, 1.0), "crop_ratio": (1.0, 1.0)}
+    weak = {"crop_scale": (0.8, 0.9), "crop_ratio": (1.0, 1.0)}  # changes every image, a bit
     spec = SimpleNamespace(**dict(SIMCLR_PARAMS, crop_scale=(0.05, 0.1)))
     recipe_like = SimpleNamespace(groups=[spec], mean=(0.5,) * 3, std=(0.5,) * 3, normalize=True)
     a = invariance_probe(Pixels(), shapes, weak, n_images=12, families=["crop"])
@@ -102,3 +102,13 @@ def test_probe_params_and_errors(shapes):
     for fam in FAMILIES:
         out = family_transform(fam, SIMCLR_PARAMS, 16)(torch.rand(3, 16, 16))
         assert out.shape == (3, 16, 16)
+
+
+def test_grayscale_on_grey_images_is_not_measured():
+    ds = load_dataset("digits").subset(range(16))  # grey images: grayscale changes nothing
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+    res = invariance_probe(model, ds, "simclr", n_images=8, families=["grayscale", "flip"])
+    assert np.isnan(res["grayscale"]) and np.isfinite(res["flip"])
+    colour = load_dataset("shapes", n=16, image_size=16)  # coloured shapes: it is measured
+    res = invariance_probe(model, colour, "simclr", n_images=8, families=["grayscale"])
+    assert np.isfinite(res["grayscale"])

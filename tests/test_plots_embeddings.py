@@ -96,3 +96,19 @@ def test_invariance_bars_groups_runs():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["random", "trained"]
     with pytest.raises(ValueError, match="no results"):
         invariance_bars({})
+
+
+def test_invariance_legend_does_not_cover_the_bars():
+    res = {"trained": {"crop": 0.95, "flip": 0.99, "blur": 0.97}, "random": {"crop": 0.9}}
+    fig = invariance_bars(res)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    bars = [p.get_window_extent() for p in ax.patches if np.isfinite(p.get_height())]
+    assert bars and not any(legend.overlaps(b) for b in bars)
+
+
+def test_invariance_bars_say_when_a_family_was_not_measured():
+    fig = invariance_bars({"run": {"crop": 0.8, "grayscale": float("nan")}})
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any("not measured" in t for t in texts)

@@ -287,7 +287,9 @@ def invariance_probe(
             cosine; False gives the raw cosine similarity.
 
     Returns:
-        ``{family: mean cosine similarity}`` in ``FAMILIES`` order.
+        ``{family: mean cosine similarity}`` in ``FAMILIES`` order; NaN for a family that leaves
+        these images unchanged (grayscale on grey images): a similarity of 1 there would say
+        nothing about the model.
 
     Raises:
         ValueError: Unknown families, n_images < 1, an empty dataset.
@@ -347,6 +349,9 @@ def invariance_probe(
         for fam in fams:
             op = family_transform(fam, params, size)
             aug = torch.stack([op(img).clamp(0, 1) for img in plain])  # one draw per image
+            if torch.allclose(aug, plain, atol=1e-4):
+                out[fam] = float("nan")  # no change on these images (grayscale of grey ones)
+                continue
             sim = F.cosine_similarity(base - mu, features(aug) - mu, dim=1)  # (n,)
             out[fam] = float(sim.mean())
     return out

@@ -273,7 +273,7 @@ def invariance_bars(results: Mapping[str, Mapping[str, float]], title: str | Non
         families += [f for f in fams if f not in families]
     runs = list(results)
     width = 0.8 / len(runs)
-    fig = new_figure(max(5.0, 0.9 * len(families) + 2.0), 3.6)
+    fig = new_figure(max(5.0, 0.9 * len(families) + 2.0) + (1.6 if len(results) > 1 else 0), 3.6)
     ax = fig.add_subplot(1, 1, 1)
     colors = class_colors(len(runs))
     x = np.arange(len(families))
@@ -282,11 +282,15 @@ def invariance_bars(results: Mapping[str, Mapping[str, float]], title: str | Non
         vals = np.array([results[run].get(f, np.nan) for f in families], dtype=np.float64)
         lo = min(lo, float(np.nanmin(vals)) if np.isfinite(vals).any() else 0.0)
         ax.bar(x - 0.4 + width * (r + 0.5), vals, width, label=run, color=colors[r])
+    for j, f in enumerate(families):  # NaN: the family leaves these images unchanged
+        if all(np.isnan(results[run].get(f, np.nan)) for run in runs):
+            ax.text(j, 0.5, "not measured:\nno change\non these images", ha="center",
+                    va="center", fontsize=7, color="0.4")  # fmt: skip
     ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
     ax.set_xticks(x, families, rotation=20)
     ax.set_ylim(lo - 0.05 if lo < 0 else 0.0, 1.05)
     ax.set_ylabel("cosine sim. (1 = invariant)")
-    if len(runs) > 1:
-        ax.legend(fontsize="small", frameon=False, loc="lower left")
+    if len(runs) > 1:  # outside the axes, right of the bars: it never covers them
+        ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title or "What the embedding ignores: similarity to the augmented image")
     return fig

@@ -1,25 +1,33 @@
 """EmbeddingExplorer: where do my images land, who are their neighbours, what did the model learn.
 
-A thin view over ``workbench.eval`` (embed, project, nearest_neighbors, knn, invariance_probe) and
-``workbench.plots.embeddings``. Figures are plain matplotlib rendered to PNG in
-``ipywidgets.Image`` widgets (no ipympl), so everything works headless and from threads.
+A thin view over ``workbench.eval`` (embed, project, nearest_neighbors, knn, invariance_probe),
+the interactive map of ``workbench.widgets.scatter`` (jupyter-scatter, drawn with WebGL in the
+browser) and ``workbench.plots.embeddings`` (confusion matrices and invariance bars as PNG).
 
-Selecting a point. A PNG gives no click coordinates, and this package does not depend on
-bqplot/ipyevents, so a point is selected by:
+The map's ``selection`` trait holds the selected point indices; a click or a lasso sets it in the
+browser, a test or a script sets it from Python, and the explorer observes it:
 
-- its index (the ``index`` box), or ``Random``;
-- position: the ``x``/``y`` sliders give a spot as a fraction of the map's width and height
-  (0, 0 = bottom left); the point nearest to it is selected;
-- clicking a neighbour's button under the neighbour grid: the selection walks to that image.
+- one index: ``ex.selected`` and its nearest neighbours (images with distances, also in the
+  compared embedding);
+- several (lasso, brush or rectangle): ``ex.selection``, shown as a grid of the images with their
+  labels and indices, and their label make-up.
 
-Slow work (embedding a dataset, UMAP/t-SNE fits, the invariance probe) runs in a background
-thread when ``background=True`` (the default), so the cell returns at once; the thread only
-changes widget values. ``wait()`` blocks until it is done (what headless tests do)::
+The compared map (random init, another run) shares selection and hover with the main one, so a
+cluster lassoed in one shows where those images sit in the other. Hovering shows the image's
+thumbnail (made on demand), label and index.
+
+Slow work (embedding a dataset, UMAP/t-SNE fits, the leave-one-out kNN behind the colouring, the
+compared map, the invariance probe) runs in a background thread when ``background=True`` (the
+default): the first map is on screen as soon as the main projection exists and the rest fills in;
+the thread only changes widget values. ``wait()`` blocks until it is done (what headless tests
+do)::
 
     ex = EmbeddingExplorer(embeddings, data=ds, reducer="pca", background=False)
-    ex.index.value = 12          # select image 12
-    ex.neighbor_indices          # its k nearest neighbours
-    ex.reducer.value = "umap"    # recompute the map
+    ex.map.selection = [12]      # what a click on point 12 does
+    ex.selected, ex.neighbor_indices
+    ex.selected = 40             # select from Python: the map highlights it
+    ex.map.selection = [3, 4, 9]  # a lasso: ex.selection, the grid, the label make-up
+    ex.color.value = "kNN correct/wrong"
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import copy
 import html
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,7 @@ import ipywidgets as widgets
 import numpy as np
 
 REDUCERS = ("umap", "pca", "tsne")
+MAX_GRID = 60  # images shown for a lasso selection (the make-up counts all of them)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -71,8 +80,50 @@ def random_init_like(model: Any, config: dict[str, Any] | None = None, seed: int
         return fresh.eval()
 
 
+def knn_table_html(
+    names: Sequence[str],
+    reports: Sequence[dict[str, Any]],
+    class_names: Sequence[str],
+    k: int,
+    temperature: float,
+) -> str:
+    """The kNN accuracy table: top-1 and top-5 per embedding, then top-1 per class.
+
+    Args:
+        names: Column titles, one per embedding.
+        reports: Their ``knn_report`` dicts (same order).
+        class_names: Row titles of the per-class rows.
+        k: The k used (for the caption).
+        temperature: The vote temperature (for the caption).
+
+    Returns:
+        HTML: a table whose numbers are right-aligned in tabular figures, one header per block.
+    """
+    num = "style='text-align:right;padding:1px 10px;font-variant-numeric:tabular-nums'"
+    left = "style='text-align:left;padding:1px 10px 1px 0'"
+    head = "".join(f"<th {num}>{html.escape(n)}</th>" for n in names)
+
+    def cell(v: float, digits: int) -> str:
+        return f"<td {num}>-</td>" if np.isnan(v) else f"<td {num}>{v:.{digits}f}</td>"
+
+    rows = [f"<tr><th {left}>accuracy</th>{head}</tr>"]
+    for key in ("top1", "top5"):
+        label = key.replace("top", "top-")
+        rows.append(f"<tr><td {left}>{label}</td>{''.join(cell(r[key], 3) for r in reports)}</tr>")
+    rows.append(f"<tr><th {left}>top-1 of class</th>{head}</tr>")
+    for j, cname in enumerate(class_names):
+        cells = "".join(cell(float(r["per_class"][j]), 2) for r in reports)
+        rows.append(f"<tr><td {left}>{html.escape(str(cname))}</td>{cells}</tr>")
+    return (
+        f"<div style='font-size:12px'>weighted kNN, cosine, k={k}, t={temperature}, "
+        f"each image classified by all the others (leave-one-out)</div>"
+        f"<table class='wb-knn' style='border-collapse:collapse;font-size:12px'>"
+        f"{''.join(rows)}</table>"
+    )
+
+
 class EmbeddingExplorer(widgets.VBox):
-    """Map, neighbours, kNN accuracy, comparison and invariance of an embedding, in one widget.
+    """Interactive map, neighbours, kNN accuracy, comparison and invariance of an embedding.
 
     Args:
         run_or_embeddings: An ``Embeddings`` (or an ``.npz`` written by ``Embeddings.save``), a
@@ -80,16 +131,16 @@ class EmbeddingExplorer(widgets.VBox):
             module, Run, run folder, ``.pt`` module file); the latter is embedded on ``data``.
         data: The images (ImageDataset or ``load_dataset`` spec): needed to embed a model and to
             show images; without it neighbours are listed by path.
-        compare: A second embedding of the same images, shown side by side: the same kinds as
-            ``run_or_embeddings``, or ``"random"`` for a random-init copy of the model.
+        compare: A second embedding of the same images, shown side by side with linked
+            selection and hover: the same kinds as ``run_or_embeddings``, or ``"random"`` for a
+            random-init copy of the model.
         reducer: ``"umap"`` | ``"pca"`` | ``"tsne"``.
         k: Neighbours shown for the selected image.
         model: The backbone, when ``run_or_embeddings`` is precomputed; enables the invariance
             probe and ``compare="random"``.
         knn_k: Neighbours of the kNN classifier (leave-one-out over the shown images).
         knn_temperature: Its vote temperature.
-        point_size: Marker size on the map.
-        n_thumbnails: Images drawn on the map in thumbnail mode.
+        point_size: Point size on the map, in pixels.
         recipe: Augmentation strengths of the invariance probe (method name, Recipe or dict).
         probe_images: Images used by the invariance probe.
         background: Run slow work in a thread (the cell returns at once); False for scripts.
@@ -99,16 +150,21 @@ class EmbeddingExplorer(widgets.VBox):
         device: Device when embedding (``"auto"``, ``"cpu"``, ``"cuda"``...).
 
     Attributes:
-        selected: Index of the selected image, or None.
-        neighbor_indices: Its k nearest neighbours (int array, nearest first, itself excluded).
-        neighbor_distances: Their cosine distances.
+        map: The main map's widget (``jscatter`` ``JupyterScatter``): its ``selection`` trait is
+            what a click or a lasso sets; ``compare_map`` likewise (linked to it), or None.
+        scatters: The ``jscatter.Scatter`` objects behind the maps (main first).
+        selected: Index of the selected image, or None (a property: setting it selects the point
+            on the map).
+        selection: Indices of a multi-point (lasso) selection, empty otherwise (a property too).
+        neighbor_indices: The selected image's k nearest neighbours (int array, nearest first,
+            itself excluded); ``neighbor_distances`` their cosine distances.
         neighbor_images: The images shown in the neighbour grid.
         compare_neighbor_indices: Its neighbours in the comparison embedding (or None).
         projection: The 2-D map (N, 2) of the main embedding; ``compare_projection`` likewise.
         projection_method: The reducer that made ``projection`` (the PCA preview is shown
             while a UMAP/t-SNE map is computed in the background).
-        knn: kNN report of the main embedding (``knn_report`` dict) or None when unlabelled;
-            ``compare_knn`` likewise.
+        knn: Leave-one-out kNN report of the main embedding (``knn_report`` dict, with
+            ``predictions``) or None when unlabelled or not computed yet; ``compare_knn`` too.
         invariance: ``{name: {family: similarity}}`` after ``run_invariance_probe()``.
         error: Text of the last error ("" if none); shown in ``error_area``.
     """
@@ -124,8 +180,7 @@ class EmbeddingExplorer(widgets.VBox):
         model: Any = None,
         knn_k: int = 200,
         knn_temperature: float = 0.1,
-        point_size: float = 6.0,
-        n_thumbnails: int = 60,
+        point_size: float = 4.0,
         recipe: Any = "simclr",
         probe_images: int = 64,
         background: bool = True,
@@ -136,14 +191,18 @@ class EmbeddingExplorer(widgets.VBox):
         super().__init__()
         self.background, self.warm_umap = background, warm_umap
         self.knn_k, self.knn_temperature = knn_k, knn_temperature
-        self.n_thumbnails, self.recipe, self.probe_images = n_thumbnails, recipe, probe_images
+        self.recipe, self.probe_images = recipe, probe_images
         self.batch_size, self.device = batch_size, device
         self.embeddings: Any = None
         self.compare_embeddings: Any = None
         self.dataset: Any = None
         self.model, self.compare_model = model, None
         self.names = ("embedding", "comparison")
-        self.selected: int | None = None
+        self.map: Any = None
+        self.compare_map: Any = None
+        self.scatters: list[Any] = []
+        self._selected: int | None = None
+        self._selection = np.zeros(0, dtype=np.int64)
         self.neighbor_indices = np.zeros(0, dtype=np.int64)
         self.neighbor_distances = np.zeros(0, dtype=np.float32)
         self.neighbor_images: list[Any] = []
@@ -159,7 +218,7 @@ class EmbeddingExplorer(widgets.VBox):
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._generation = 0
-        self._thumb_cache: dict[int, Any] = {}
+        self._previews: dict[int, str] = {}
         self._config: dict[str, Any] = {}
         self._build(reducer, k, point_size)
         precomputed = type(run_or_embeddings).__name__ in ("Embeddings", "ndarray", "Tensor")
@@ -170,7 +229,10 @@ class EmbeddingExplorer(widgets.VBox):
     # -- layout ----------------------------------------------------------------------------------
 
     def _build(self, reducer: str, k: int, point_size: float) -> None:
+        from workbench.widgets.scatter import COLOR_MODES
+
         w = widgets
+        hidden = w.Layout(display="none")
         self.header = w.HTML()
         self.status_area = w.HTML()
         self.error_area = w.HTML(layout=w.Layout(display="none"))
@@ -180,69 +242,77 @@ class EmbeddingExplorer(widgets.VBox):
             description="map",
             layout=w.Layout(width="150px"),
         )
+        self.color = w.Dropdown(
+            options=[COLOR_MODES[0]],
+            value=COLOR_MODES[0],
+            description="colour by",
+            layout=w.Layout(width="260px"),
+        )
         self.point_size = w.FloatSlider(
-            value=point_size, min=1, max=40, step=1, description="point size",
+            value=point_size, min=1, max=20, step=1, description="point size",
             continuous_update=False,
         )  # fmt: skip
-        self.thumbnails = w.Checkbox(value=False, description="thumbnails on map", indent=False)
         self.k = w.IntSlider(value=max(1, k), min=1, max=32, description="neighbours",
                              continuous_update=False)  # fmt: skip
         self.index = w.BoundedIntText(value=0, min=0, max=0, description="image #",
                                       layout=w.Layout(width="170px"))  # fmt: skip
         self.random_button = w.Button(description="Random", icon="random",
                                       layout=w.Layout(width="100px"))  # fmt: skip
-        self.pick_x = w.FloatSlider(
-            value=0.5,
-            min=0,
-            max=1,
-            step=0.01,
-            description="x",
-            continuous_update=False,
-            layout=w.Layout(width="220px"),
+        self.map_help = w.HTML(
+            "<span style='color:#555;font-size:12px'>Click a point for its neighbours; "
+            "for a group, press the lasso button (left of the map) and draw around it; "
+            "hover for the image; scroll to zoom, drag to pan; double-click empty space to "
+            "clear.</span>"
         )
-        self.pick_y = w.FloatSlider(
-            value=0.5,
-            min=0,
-            max=1,
-            step=0.01,
-            description="y",
-            continuous_update=False,
-            layout=w.Layout(width="220px"),
-        )
-        self.map_image = w.Image(format="png")
-        self.neighbors_image = w.Image(format="png")
-        self.compare_neighbors_image = w.Image(format="png", layout=w.Layout(display="none"))
+        self.maps_box = w.VBox(layout=w.Layout(width="100%"))
+        self.neighbors_grid = w.HTML()
+        self.compare_neighbors_grid = w.HTML(layout=hidden)
         self.neighbor_buttons_box = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.neighbor_buttons: list[widgets.Button] = []
         self.neighbors_html = w.HTML()
+        self.neighbors_box = w.VBox(
+            [w.HBox([self.k]), self.neighbors_grid, self.neighbor_buttons_box,
+             self.compare_neighbors_grid, self.neighbors_html]
+        )  # fmt: skip
+        self.selection_grid = w.HTML()
+        self.makeup_html = w.HTML()
+        self.selection_box = w.VBox(
+            [w.HBox([self.selection_grid, self.makeup_html],
+                    layout=w.Layout(align_items="flex-start"))],
+            layout=w.Layout(display="none"),
+        )  # fmt: skip
         self.knn_html = w.HTML()
-        self.confusion_image = w.Image(format="png")
-        self.compare_confusion_image = w.Image(format="png", layout=w.Layout(display="none"))
+        # Empty Image widgets show a broken-image icon: the PNGs stay hidden until drawn.
+        self.confusion_image = w.Image(format="png", layout=w.Layout(display="none",
+                                       max_width="100%"))  # fmt: skip
+        self.compare_confusion_image = w.Image(format="png", layout=w.Layout(display="none",
+                                               max_width="100%"))  # fmt: skip
         self.knn_box = w.VBox(
             [w.HTML("<b>kNN accuracy</b>"), self.knn_html,
-             w.HBox([self.confusion_image, self.compare_confusion_image])],
+             w.HBox([self.confusion_image, self.compare_confusion_image],
+                    layout=w.Layout(flex_flow="row wrap", width="100%"))],
         )  # fmt: skip
         self.invariance_button = w.Button(description="Run invariance probe", icon="play",
                                           layout=w.Layout(width="200px"))  # fmt: skip
-        self.invariance_image = w.Image(format="png")
+        self.invariance_image = w.Image(format="png", layout=w.Layout(display="none",
+                                        max_width="100%"))  # fmt: skip
+        self.invariance_note = w.HTML()
         self.invariance_box = w.VBox(
             [w.HTML("<b>Invariance</b>: cosine similarity between an image's embedding and "
                     "its embedding after one augmentation (1 = the model ignores it; 0 = no closer "
                     "than an unrelated image)"),
-             self.invariance_button, self.invariance_image],
+             self.invariance_button, self.invariance_image, self.invariance_note],
             layout=w.Layout(display="none"),
         )  # fmt: skip
 
         self.reducer.observe(lambda c: self._safely("Map", self._on_reducer), names="value")
-        self.point_size.observe(lambda c: self._safely("Map", self._draw_map), names="value")
-        self.thumbnails.observe(lambda c: self._safely("Map", self._draw_map), names="value")
+        self.color.observe(lambda c: self._safely("Map", self._recolor), names="value")
+        self.point_size.observe(lambda c: self._safely("Map", self._resize_points), "value")
         self.k.observe(lambda c: self._safely("Neighbours", self._refresh_selection), "value")
         self.index.observe(
             lambda c: self._safely("Selection", lambda: self.select(int(c["new"]))), "value"
         )
         self.random_button.on_click(lambda b: self._safely("Selection", self.select_random))
-        for s in (self.pick_x, self.pick_y):
-            s.observe(lambda c: self._safely("Selection", self._on_pick), names="value")
         self.invariance_button.on_click(
             lambda b: self._start("Invariance probe", self.run_invariance_probe)
         )
@@ -250,22 +320,12 @@ class EmbeddingExplorer(widgets.VBox):
             self.header,
             self.error_area,
             self.status_area,
-            w.HBox([self.reducer, self.point_size, self.thumbnails]),
-            self.map_image,
-            w.HBox(
-                [
-                    self.index,
-                    self.random_button,
-                    w.HTML("&nbsp;or pick by position:"),
-                    self.pick_x,
-                    self.pick_y,
-                ]
-            ),  # fmt: skip
-            w.HBox([self.k]),
-            self.neighbors_image,
-            self.neighbor_buttons_box,
-            self.compare_neighbors_image,
-            self.neighbors_html,
+            w.HBox([self.reducer, self.color, self.point_size]),
+            self.map_help,
+            self.maps_box,
+            w.HBox([self.index, self.random_button]),
+            self.neighbors_box,
+            self.selection_box,
             self.knn_box,
             self.invariance_box,
         ]
@@ -333,12 +393,22 @@ class EmbeddingExplorer(widgets.VBox):
         self._thread.start()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until background work is done; True if it finished within ``timeout``."""
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
-            return not t.is_alive()
-        return True
+        """Block until background work is done; True if it finished within ``timeout``.
+
+        A job may queue the next one (loading fills in the rest), so this waits on the newest.
+        """
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            t = self._thread
+            if t is None:
+                return True
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                return False
+            if self._thread is t:
+                return True
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -384,7 +454,9 @@ class EmbeddingExplorer(widgets.VBox):
         return emb, model, config
 
     def _load(self, source: Any, data: Any, compare: Any, reducer: str) -> None:
+        """Phase 1: the main embedding and its first map (on screen as soon as it exists)."""
         from workbench.data import load_dataset
+        from workbench.eval.projection import project
 
         if reducer not in REDUCERS:
             raise ValueError(f"Unknown reducer {reducer!r}. Valid reducers: {list(REDUCERS)}")
@@ -394,64 +466,90 @@ class EmbeddingExplorer(widgets.VBox):
         self._config = config
         self._check(emb, "embedding")
         self.names = (self._name(source, emb, "embedding"), "comparison")
-        if compare is not None:
-            if isinstance(compare, str) and compare == "random":
-                if self.model is None:
-                    raise ValueError(
-                        "compare='random' needs a model: pass a run or backbone (or model=...)."
-                    )
-                self.compare_model = random_init_like(self.model, config)
-                cemb, _, _ = self._resolve(self.compare_model, "random-init comparison")
-                cname = "random init"
-            else:
-                cemb, self.compare_model, _ = self._resolve(compare, "comparison")
-                cname = self._name(compare, cemb, "comparison")
-            self._check(cemb, "comparison")
-            if len(cemb) != len(emb):
-                raise ValueError(
-                    f"The comparison has {len(cemb)} images but the embedding has {len(emb)}; "
-                    f"compare two embeddings of the same images."
-                )
-            self.names = (self.names[0], cname)
-        else:
-            cemb = None
-        knn, cknn = self._knn_reports(emb, cemb)
-        method = self.reducer.value
         # In the background, show the instant PCA map first and replace it when UMAP/t-SNE is done.
-        first = "pca" if self.background else method
+        first = "pca" if self.background else reducer
         self._say(f"Computing the {first.upper()} map of {len(emb)} points...")
-        xy, cxy = self._maps(emb, cemb, first)
+        xy = project(emb.features, method=first)
         with self._lock:
-            self.embeddings, self.compare_embeddings = emb, cemb
-            self.knn, self.compare_knn = knn, cknn
-            self.projection, self.compare_projection = xy, cxy
-            self.projection_method = first
+            self.embeddings, self.projection, self.projection_method = emb, xy, first
             self._show_loaded()
             self._say("")
-        if self.reducer.value != first:
-            self._project(self.reducer.value)
+        self._start("Loading", lambda: self._fill_in(compare, reducer))
+
+    def _fill_in(self, compare: Any, reducer: str) -> None:
+        """Phase 2, in the background: the compared map, the kNN colouring, UMAP/t-SNE."""
+        from workbench.eval.projection import project
+
+        emb = self.embeddings
+        if compare is not None:
+            cemb, cname = self._resolve_compare(compare, emb)
+            self._say(f"Computing the {self.projection_method.upper()} map of {cname}...")
+            cxy = project(cemb.features, method=self.projection_method)
+            with self._lock:
+                self.compare_embeddings, self.compare_projection = cemb, cxy
+                self.names = (self.names[0], cname)
+                self._draw_header()
+                self._draw_maps()
+                self._refresh_selection()
+        if emb.labels is not None and len(emb) >= 2:
+            self._say(
+                f"kNN of {len(emb)} images (leave-one-out), for the accuracy and colouring..."
+            )
+            knn, cknn = self._knn_reports(emb, self.compare_embeddings)
+            with self._lock:
+                self.knn, self.compare_knn = knn, cknn
+                self._draw_knn()
+                from workbench.widgets.scatter import COLOR_MODES
+
+                self.color.options = list(COLOR_MODES)
+                self._recolor()
+        self._say("")
+        if reducer != self.projection_method:
+            self._project(reducer)
         if self.background and self.warm_umap and self.reducer.value != "umap":
             from workbench.eval.projection import warm_up_umap
 
             warm_up_umap()  # compile UMAP now, so that choosing it later is quick
 
-    def _show_loaded(self) -> None:
+    def _resolve_compare(self, compare: Any, emb: Any) -> tuple[Any, str]:
+        if isinstance(compare, str) and compare == "random":
+            if self.model is None:
+                raise ValueError(
+                    "compare='random' needs a model: pass a run or backbone (or model=...)."
+                )
+            self.compare_model = random_init_like(self.model, self._config)
+            cemb, _, _ = self._resolve(self.compare_model, "random-init comparison")
+            cname = "random init"
+        else:
+            cemb, self.compare_model, _ = self._resolve(compare, "comparison")
+            cname = self._name(compare, cemb, "comparison")
+        self._check(cemb, "comparison")
+        if len(cemb) != len(emb):
+            raise ValueError(
+                f"The comparison has {len(cemb)} images but the embedding has {len(emb)}; "
+                f"compare two embeddings of the same images."
+            )
+        return cemb, cname
+
+    def _draw_header(self) -> None:
         emb = self.embeddings
-        n = len(emb)
-        self.index.max = n - 1
         labelled = emb.labels is not None
         self.header.value = (
-            f"<b>{html.escape(self.names[0])}</b>: {n} images x {emb.dim} dims, "
+            f"<b>{html.escape(self.names[0])}</b>: {len(emb)} images x {emb.dim} dims, "
             + (f"{len(np.unique(emb.labels))} classes" if labelled else "unlabelled")
             + (f"; compared with <b>{html.escape(self.names[1])}</b>"
                if self.compare_embeddings is not None else "")
         )  # fmt: skip
-        self.knn_box.layout.display = None if self.knn is not None else "none"
-        if self.knn is not None:
-            self._draw_knn()
+
+    def _show_loaded(self) -> None:
+        self.index.max = len(self.embeddings) - 1
+        self._draw_header()
+        self.knn_box.layout.display = None if self.embeddings.labels is not None else "none"
+        self.knn_html.value = "<span style='color:#555'>computing (leave-one-out)...</span>"
         self.invariance_box.layout.display = (
             None if self.model is not None and self.dataset is not None else "none"
         )
+        self._draw_maps()
         self.select(0)
 
     @staticmethod
@@ -491,25 +589,22 @@ class EmbeddingExplorer(widgets.VBox):
         cknn = None if cemb is None else knn_leave_one_out(cemb.features, emb.labels, *args)
         return knn, cknn
 
-    @staticmethod
-    def _maps(emb: Any, cemb: Any, method: str) -> tuple[np.ndarray, np.ndarray | None]:
+    def _project(self, method: str) -> None:
         from workbench.eval.projection import project
 
-        xy = project(emb.features, method=method)
-        return xy, None if cemb is None else project(cemb.features, method=method)
-
-    def _project(self, method: str) -> None:
         self._generation += 1
         gen = self._generation
         self._say(f"Computing the {method.upper()} map of {len(self.embeddings)} points...")
-        xy, cxy = self._maps(self.embeddings, self.compare_embeddings, method)
+        xy = project(self.embeddings.features, method=method)
+        cemb = self.compare_embeddings
+        cxy = None if cemb is None else project(cemb.features, method=method)
         with self._lock:
             if gen != self._generation:  # a newer request superseded this one
                 return
             self.projection, self.compare_projection = xy, cxy
             self.projection_method = method
             self._say("")
-            self._draw_map()
+            self._draw_maps()
 
     def _on_reducer(self) -> None:
         if self.embeddings is None:
@@ -517,47 +612,139 @@ class EmbeddingExplorer(widgets.VBox):
         method = self.reducer.value
         self._start("Map", lambda: self._project(method), slow=method != "pca")
 
+    # -- the maps ----------------------------------------------------------------------------------
+
+    def _frames(self) -> list[Any]:
+        """The table of each shown map (main first), with the kNN predictions once computed."""
+        from workbench.widgets.scatter import map_frame
+
+        emb = self.embeddings
+        out = []
+        for xy, knn in ((self.projection, self.knn), (self.compare_projection, self.compare_knn)):
+            if xy is not None:
+                pred = None if knn is None else knn["predictions"]
+                out.append(map_frame(xy, emb.labels, emb.class_names, pred))
+        return out
+
+    def _draw_maps(self) -> None:
+        """(Re)build the map widgets: one, or two with linked selection and hover."""
+        from workbench.widgets.scatter import link_maps, make_map, serve_previews
+
+        if self.projection is None:
+            return
+        if self.map is not None:
+            self.map.unobserve(self._on_map_selection, names="selection")
+        scatters = [make_map(f, self.color.value, self.point_size.value) for f in self._frames()]
+        for sc in scatters:
+            serve_previews(sc, self._preview)
+        self.scatters = scatters
+        self.map = scatters[0].widget
+        self.compare_map = scatters[1].widget if len(scatters) > 1 else None
+        method = self.projection_method.upper()
+        titles = [f"{name} ({method})" for name in self.names[: len(scatters)]]
+        grid = link_maps(list(zip(scatters, titles)))
+        current = self._current_selection()
+        if len(current):
+            self.map.selection = current  # linked: the compared map follows
+        self.map.observe(self._on_map_selection, names="selection")
+        self.maps_box.children = [grid]
+
+    def _recolor(self) -> None:
+        # New maps rather than Scatter.data(new_frame): jupyter-scatter 1.0.1's data() re-applies
+        # the old category order to new categorical columns and raises KeyError.
+        self._draw_maps()
+
+    def _resize_points(self) -> None:
+        for sc in self.scatters:
+            sc.size(default=self.point_size.value)
+
+    def _preview(self, i: int) -> str:
+        """The hover thumbnail of image i (a data URL), made when first hovered."""
+        from workbench.widgets.scatter import thumbnail_data_url
+
+        if i not in self._previews:
+            self._previews[i] = thumbnail_data_url(self._image(i))
+        return self._previews[i]
+
     # -- selection ---------------------------------------------------------------------------------
 
-    def select(self, i: int) -> None:
-        """Select image ``i``: highlight it, find and show its neighbours."""
+    def _current_selection(self) -> np.ndarray:
+        if self._selected is not None:
+            return np.array([self._selected], dtype=np.int64)
+        return self._selection.copy()
+
+    @property
+    def selected(self) -> int | None:
+        """The selected image (one point clicked on the map), or None."""
+        return self._selected
+
+    @selected.setter
+    def selected(self, i: int | None) -> None:
+        if i is None:
+            self.clear_selection()
+        else:
+            self.select(int(i))
+
+    @property
+    def selection(self) -> np.ndarray:
+        """Indices of the lassoed images (several points), empty when none or a single click."""
+        return self._selection.copy()
+
+    @selection.setter
+    def selection(self, indices: Sequence[int] | np.ndarray) -> None:
+        self._set_map_selection(np.asarray(indices, dtype=np.int64).reshape(-1))
+
+    def _set_map_selection(self, sel: np.ndarray) -> None:
         if self.embeddings is None:
             return
         n = len(self.embeddings)
-        if not 0 <= int(i) < n:
-            raise ValueError(f"Image index {i} is out of range: valid 0..{n - 1}.")
-        self.selected = int(i)
-        if self.index.value != self.selected:
-            self.index.value = self.selected  # the observer calls select() again, which draws
-            return
-        self._refresh_selection()
+        bad = sel[(sel < 0) | (sel >= n)]
+        if len(bad):
+            raise ValueError(f"Image index {int(bad[0])} is out of range: valid 0..{n - 1}.")
+        if self.map is None:
+            self._apply_selection(sel)
+        else:
+            self.map.selection = sel  # the observer applies it, as for a click
+
+    def select(self, i: int) -> None:
+        """Select image ``i``: highlight it on the map, find and show its neighbours."""
+        self._set_map_selection(np.array([int(i)], dtype=np.int64))
+
+    def clear_selection(self) -> None:
+        """Select nothing."""
+        self._set_map_selection(np.zeros(0, dtype=np.int64))
 
     def select_random(self) -> None:
         """Select a random image."""
         if self.embeddings is not None:
             self.select(int(np.random.default_rng().integers(len(self.embeddings))))
 
-    def select_nearest(self, fx: float, fy: float) -> int:
-        """Select the point nearest to a spot given as fractions of the map's width and height."""
-        if self.projection is None:
-            raise ValueError("No map yet: wait for the projection to finish.")
-        xy = self.projection
-        lo, hi = xy.min(axis=0), xy.max(axis=0)
-        target = lo + np.array([fx, fy]) * np.maximum(hi - lo, 1e-12)
-        i = int(np.argmin(((xy - target) ** 2).sum(axis=1)))
-        self.select(i)
-        return i
+    def _on_map_selection(self, change: Any) -> None:
+        new = change["new"]
+        sel = np.zeros(0, dtype=np.int64) if new is None else np.asarray(new, dtype=np.int64)
+        self._safely("Selection", lambda: self._apply_selection(sel.reshape(-1)))
 
-    def _on_pick(self) -> None:
-        self.select_nearest(self.pick_x.value, self.pick_y.value)
+    def _apply_selection(self, sel: np.ndarray) -> None:
+        """One index: the selected image and its neighbours; several: the lasso grid."""
+        single = len(sel) == 1
+        self._selected = int(sel[0]) if single else None
+        self._selection = sel.copy() if len(sel) > 1 else np.zeros(0, dtype=np.int64)
+        self.neighbors_box.layout.display = None if single else "none"
+        self.selection_box.layout.display = None if len(sel) > 1 else "none"
+        if single and self.index.value != self._selected:
+            self.index.value = self._selected  # its observer re-selects the same point: no-op
+        if single:
+            self._refresh_selection()
+        elif len(sel) > 1:
+            self._draw_selection()
 
     def _refresh_selection(self) -> None:
         from workbench.eval.knn import nearest_neighbors
 
-        if self.selected is None or self.embeddings is None:
+        if self._selected is None or self.embeddings is None:
             return
         k = min(int(self.k.value), len(self.embeddings) - 1)
-        i = self.selected
+        i = self._selected
         if k < 1:
             self.neighbor_indices = np.zeros(0, dtype=np.int64)
             self.neighbor_distances = np.zeros(0, dtype=np.float32)
@@ -570,7 +757,6 @@ class EmbeddingExplorer(widgets.VBox):
             self.compare_neighbor_indices = cidx[1:]
             self._compare_distances = cdist[1:]
         self._draw_neighbors()
-        self._draw_map()
 
     # -- drawing -----------------------------------------------------------------------------------
 
@@ -578,8 +764,9 @@ class EmbeddingExplorer(widgets.VBox):
         """Image i from the data, else from its path, else a grey placeholder."""
         if self.dataset is not None:
             return self.dataset[int(i)][0]
-        path = Path(self.embeddings.paths[int(i)])
-        if path.is_file():
+        paths = self.embeddings.paths
+        path = Path(paths[int(i)]) if int(i) < len(paths) else None
+        if path is not None and path.is_file():
             from workbench.data import read_image
 
             try:
@@ -588,81 +775,50 @@ class EmbeddingExplorer(widgets.VBox):
                 pass
         return np.full((16, 16), 0.85)
 
-    def _thumb(self, i: int) -> Any:
-        if i not in self._thumb_cache:
-            img = self._image(i)
-            if hasattr(img, "copy") and hasattr(img, "thumbnail"):
-                img = img.copy()
-                img.thumbnail((32, 32))
-            self._thumb_cache[i] = img
-        return self._thumb_cache[i]
+    def _label_name(self, i: int) -> str:
+        from workbench.widgets.scatter import label_names
 
-    def _draw_map(self) -> None:
-        from workbench.plots.common import figure_to_png, new_figure
-        from workbench.plots.embeddings import embedding_map
+        labels = self.embeddings.labels
+        if labels is None:
+            return ""
+        return label_names(labels[[int(i)]], self.embeddings.class_names)[0]
 
-        if self.projection is None:
-            return
-        emb = self.embeddings
-        maps: list[tuple[np.ndarray, np.ndarray, str, Any]] = [
-            (self.projection, self.neighbor_indices, self.names[0], self.knn)
-        ]
-        if self.compare_projection is not None:
-            cnb = self.compare_neighbor_indices
-            none = np.zeros(0, dtype=np.int64)
-            maps.append(
-                (self.compare_projection, cnb if cnb is not None else none, self.names[1],
-                 self.compare_knn)
-            )  # fmt: skip
-        labelled = emb.labels is not None
-        width = (7.0 if labelled else 5.6) * len(maps)
-        fig = new_figure(width, 5.2)
-        axes = np.atleast_1d(fig.subplots(1, len(maps)))
-        thumbs = None
-        if self.thumbnails.value:
-            n = len(emb)
-            rng = np.random.default_rng(0)
-            chosen = rng.choice(n, size=min(self.n_thumbnails, n), replace=False)
-            thumbs = {int(j): self._thumb(int(j)) for j in chosen}
-        for ax, (xy, nb, name, knn) in zip(axes, maps):
-            hl = None if self.selected is None else [self.selected, *[int(j) for j in nb]]
-            title = f"{name} ({self.projection_method.upper()})"
-            if knn is not None:
-                title += f", kNN top-1 {knn['top1']:.3f}"
-            embedding_map(xy, emb.labels, emb.class_names, highlight=hl,
-                          point_size=self.point_size.value, title=title, ax=ax,
-                          thumbnails=thumbs, thumbnail_zoom=0.7)  # fmt: skip
-        self.map_image.value = figure_to_png(fig)
+    def _grid(self, idx: np.ndarray, dist: np.ndarray, title: str, query: bool) -> str:
+        from workbench.widgets.scatter import GridItem, image_grid_html
+
+        items = []
+        if query and self._selected is not None:
+            q = self._selected
+            items.append(GridItem(q, self._image(q), f"#{q} query\n{self._label_name(q)}", True))
+        for j, d in zip(idx, dist):
+            items.append(GridItem(int(j), self._image(int(j)),
+                                  f"#{int(j)} d={d:.3f}\n{self._label_name(int(j))}"))  # fmt: skip
+        css = "wb-grid wb-neighbors" if query else "wb-grid wb-compare-neighbors"
+        return image_grid_html(items, title, css_class=css)
 
     def _draw_neighbors(self) -> None:
-        from workbench.plots.common import figure_to_png
-        from workbench.plots.embeddings import neighbor_grid
-
-        emb, i = self.embeddings, self.selected
+        emb, i = self.embeddings, self._selected
         assert i is not None
-        labels = emb.labels
         idx, dist = self.neighbor_indices, self.neighbor_distances
         self.neighbor_images = [self._image(int(j)) for j in idx]
-        fig = neighbor_grid(
-            self.neighbor_images, dist,
-            None if labels is None else labels[idx], emb.class_names,
-            query_image=self._image(int(i)), query_label=None if labels is None else int(labels[i]),
-        )  # fmt: skip
-        fig.suptitle(f"nearest neighbours of #{i} in {self.names[0]}", fontsize=9)
-        self.neighbors_image.value = figure_to_png(fig)
+        self.neighbors_grid.value = self._grid(
+            idx, dist, f"nearest neighbours of #{i} in {self.names[0]} (cosine distance)", True
+        )
         self.neighbor_buttons = []
         for j, d in zip(idx, dist):
-            b = widgets.Button(description=f"#{int(j)}", tooltip=f"{emb.paths[int(j)]} (d={d:.3f})",
+            b = widgets.Button(description=f"#{int(j)}", tooltip=f"{emb.paths[int(j)]} (d={d:.3f})"
+                               if int(j) < len(emb.paths) else f"d={d:.3f}",
                                layout=widgets.Layout(width="70px"))  # fmt: skip
             b.on_click(lambda _b, j=int(j): self._safely("Selection", lambda: self.select(j)))
             self.neighbor_buttons.append(b)
         self.neighbor_buttons_box.children = [widgets.HTML("go to:"), *self.neighbor_buttons]
+        path = lambda j: emb.paths[j] if j < len(emb.paths) else ""  # noqa: E731
         rows = "".join(
-            f"<tr><td>#{int(j)}</td><td>{d:.3f}</td><td>{html.escape(emb.paths[int(j)])}</td></tr>"
+            f"<tr><td>#{int(j)}</td><td>{d:.3f}</td><td>{html.escape(path(int(j)))}</td></tr>"
             for j, d in zip(idx, dist)
         )
         text = (
-            f"<details><summary>#{i} {html.escape(emb.paths[i])}: neighbour paths</summary>"
+            f"<details><summary>#{i} {html.escape(path(i))}: neighbour paths</summary>"
             f"<table><tr><th>#</th><th>distance</th><th>path</th></tr>{rows}</table></details>"
         )
         cnb = self.compare_neighbor_indices
@@ -670,14 +826,32 @@ class EmbeddingExplorer(widgets.VBox):
             common = len(set(idx.tolist()) & set(cnb.tolist()))
             text += (f"<div>{common} of {len(idx)} neighbours in common with "
                      f"{html.escape(self.names[1])}</div>")  # fmt: skip
-            cfig = neighbor_grid(
-                [self._image(int(j)) for j in cnb], self._compare_distances,
-                None if labels is None else labels[cnb], emb.class_names,
+            self.compare_neighbors_grid.value = self._grid(
+                cnb, self._compare_distances, f"nearest neighbours of #{i} in {self.names[1]}",
+                False,
             )  # fmt: skip
-            cfig.suptitle(f"nearest neighbours of #{i} in {self.names[1]}", fontsize=9)
-            self.compare_neighbors_image.value = figure_to_png(cfig)
-            self.compare_neighbors_image.layout.display = None
+            self.compare_neighbors_grid.layout.display = None
+        else:
+            self.compare_neighbors_grid.layout.display = "none"
         self.neighbors_html.value = text
+
+    def _draw_selection(self) -> None:
+        from workbench.widgets.scatter import GridItem, image_grid_html, label_makeup_html
+
+        sel = self._selection
+        shown = sel[:MAX_GRID]
+        items = [GridItem(int(j), self._image(int(j)), f"#{int(j)}\n{self._label_name(int(j))}")
+                 for j in shown]  # fmt: skip
+        more = (
+            f" (the first {len(shown)} shown; all in ex.selection)" if len(sel) > len(shown) else ""
+        )
+        self.selection_grid.value = image_grid_html(
+            items, f"{len(sel)} images selected{more}", size=56, css_class="wb-grid wb-selection"
+        )
+        labels, names = self.embeddings.labels, self.embeddings.class_names
+        self.makeup_html.value = (
+            "" if labels is None else "<b>label make-up</b>" + label_makeup_html(labels[sel], names)
+        )
 
     def _draw_knn(self) -> None:
         from workbench.plots.common import figure_to_png
@@ -691,35 +865,15 @@ class EmbeddingExplorer(widgets.VBox):
             reports.append((self.names[1], self.compare_knn))
         c = len(knn["per_class"])
         names = list(emb.class_names) + [str(j) for j in range(len(emb.class_names), c)]
-        head = "".join(f"<th>{html.escape(n)}</th>" for n, _ in reports)
-        rows = [
-            "<tr><td>top-1</td>" + "".join(f"<td>{r['top1']:.3f}</td>" for _, r in reports)
-            + "</tr>",
-            "<tr><td>top-5</td>" + "".join(f"<td>{r['top5']:.3f}</td>" for _, r in reports)
-            + "</tr>",
-        ]  # fmt: skip
-        for j in range(c):
-            cells = "".join(
-                "<td>-</td>" if np.isnan(r["per_class"][j]) else f"<td>{r['per_class'][j]:.2f}</td>"
-                for _, r in reports
+        self.knn_html.value = knn_table_html(
+            [n for n, _ in reports], [r for _, r in reports], names,
+            min(self.knn_k, len(emb) - 1), self.knn_temperature,
+        )  # fmt: skip
+        for img, (name, r) in zip((self.confusion_image, self.compare_confusion_image), reports):
+            img.value = figure_to_png(
+                confusion_matrix_plot(r["confusion"], names, title=f"kNN confusion: {name}")
             )
-            rows.append(f"<tr><td>{html.escape(names[j])}</td>{cells}</tr>")
-        k = min(self.knn_k, len(emb) - 1)
-        self.knn_html.value = (
-            f"<div style='font-size:12px'>weighted kNN, cosine, k={k}, t={self.knn_temperature}, "
-            f"each image classified by all the others (leave-one-out)</div>"
-            f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
-        )
-        self.confusion_image.value = figure_to_png(
-            confusion_matrix_plot(knn["confusion"], names, title=f"kNN confusion: {self.names[0]}")
-        )
-        if self.compare_knn is not None:
-            self.compare_confusion_image.value = figure_to_png(
-                confusion_matrix_plot(
-                    self.compare_knn["confusion"], names, title=f"kNN confusion: {self.names[1]}"
-                )  # fmt: skip
-            )
-            self.compare_confusion_image.layout.display = None
+            img.layout.display = None
 
     # -- invariance --------------------------------------------------------------------------------
 
@@ -750,5 +904,13 @@ class EmbeddingExplorer(widgets.VBox):
                                              device=self.device)  # fmt: skip
         self.invariance = results
         self.invariance_image.value = figure_to_png(invariance_bars(results))
+        self.invariance_image.layout.display = None
+        unchanged = sorted({f for r in results.values() for f, v in r.items() if np.isnan(v)})
+        self.invariance_note.value = (
+            "" if not unchanged
+            else f"<span style='color:#555'>Not measured: {html.escape(', '.join(unchanged))} "
+            "(it leaves these images unchanged, e.g. grayscale on grey images, so a similarity "
+            "of 1 would say nothing about the model).</span>"
+        )  # fmt: skip
         self._say("")
         return results
