@@ -108,14 +108,9 @@ def cpu_has_bf16() -> bool:
 
 
 def _resolve_input_size(input_size: int | None, ds: Any, accelerator: str) -> int:
-    if input_size is not None:
-        if int(input_size) < 8:
-            raise ValueError(f"input_size={input_size} is too small; use 8 or more pixels.")
-        return int(input_size)
-    native = ds.meta.get("image_size")
-    if native:
-        return int(native)
-    return 224 if accelerator in ("gpu", "cuda") else 96
+    from workbench.augment.recipes import training_input_size  # the one rule, previews share it
+
+    return training_input_size(input_size, ds.meta.get("image_size"), accelerator)
 
 
 def _resolve_model(model: Any, input_size: int, accelerator: str) -> Any:
