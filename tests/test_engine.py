@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_train import StopAfter
 from torch import nn
 
 import workbench as wb
@@ -199,17 +200,6 @@ class RecordingSimCLR(SimCLR):
     def training_step_loss(self, views, **kw):
         RecordingSimCLR.seen.append(round(float(views[0].double().sum()), 3))
         return super().training_step_loss(views, **kw)
-
-
-class StopAfter:
-    def __init__(self, n):
-        self.n, self.steps = n, 0
-
-    def on_step(self, rec):
-        self.steps += 1
-
-    def should_stop(self):
-        return self.steps >= self.n
 
 
 def test_resume_continues_order_draws_and_baseline(digits_small, tmp_path, monkeypatch):

@@ -30,5 +30,14 @@ def std_of_l2_normalized(z: torch.Tensor | np.ndarray) -> float:
     t = t.flatten(1).float()
     if t.shape[0] < 2:
         raise ValueError(f"std_of_l2_normalized needs at least 2 rows, got {t.shape[0]}.")
-    t = torch.nn.functional.normalize(t, dim=1)
-    return float(t.std(dim=0).mean())
+    return float(std_of_l2_normalized_tensor(t))
+
+
+def std_of_l2_normalized_tensor(z: torch.Tensor) -> torch.Tensor:
+    """:func:`std_of_l2_normalized` as a 0-dim tensor on ``z``'s device (no host sync).
+
+    Args:
+        z: Features (N, D, ...) with N >= 2; flattened to (N, D') and computed in float32.
+    """
+    t = torch.nn.functional.normalize(z.detach().flatten(1).float(), dim=1)
+    return t.std(dim=0).mean()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from workbench.eval.knn import knn_accuracy
-from workbench.eval.std import std_of_l2_normalized
+from workbench.eval.std import std_of_l2_normalized, std_of_l2_normalized_tensor
 from workbench.runs import BACKBONE, CHECKPOINT, RunWriter, atomic_write_bytes
 
 COLLAPSE_FRACTION = 0.1  # head std below 10% of 1/sqrt(d), or backbone std below 10% of its
@@ -81,12 +81,6 @@ class StopWatcher:
         """Stop polling (the run has ended)."""
         self._done.set()
         self._thread.join(timeout=5)
-
-
-def _std_l2(z: torch.Tensor) -> torch.Tensor:
-    """``std_of_l2_normalized`` kept on the device (a 0-dim tensor): no host sync per step."""
-    t = torch.nn.functional.normalize(z.detach().flatten(1).float(), dim=1)
-    return t.std(dim=0).mean()
 
 
 class EvalSet:
@@ -249,8 +243,8 @@ class MonitorCallback(L.Callback):
         values = torch.stack(
             [
                 out.loss.detach().float(),
-                _std_l2(out.projections),
-                _std_l2(out.features),
+                std_of_l2_normalized_tensor(out.projections),
+                std_of_l2_normalized_tensor(out.features),
                 finite.float(),
             ]
         )  # (4,) on the training device
