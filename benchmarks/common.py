@@ -44,14 +44,8 @@ def machine() -> dict[str, Any]:
     import torch
     import torchvision
 
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from workbench.training.memory_format import cpu_flags, cpu_kind, cpu_model
+
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     versions["torchvision"] = torchvision.__version__
     for name in ("lightning", "lightly", "numpy", "umap", "sklearn"):
@@ -61,7 +55,9 @@ def machine() -> dict[str, Any]:
             versions[name] = None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info: dict[str, Any] = {
-        "cpu": cpu,
+        "cpu": cpu_model(),
+        "cpu_kind": cpu_kind(),
+        "cpu_flags": cpu_flags(),
         "nproc": cores,
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
@@ -644,8 +640,9 @@ def _fmt(x: Any, nd: int = 1) -> str:
 def _machine_line(m: dict[str, Any]) -> str:
     v = m.get("versions", {})
     vs = ", ".join(f"{k} {val}" for k, val in v.items() if val)
+    kind = f" ({m['cpu_kind']}: {' '.join(m.get('cpu_flags', []))})" if m.get("cpu_kind") else ""
     return (
-        f"{m.get('date')}; {m.get('cpu')} x{m.get('nproc')}, load average "
+        f"{m.get('date')}; {m.get('cpu')}{kind} x{m.get('nproc')}, load average "
         f"{m.get('loadavg')} (1, 5, 15 min); {vs}"
     )
 

@@ -212,7 +212,9 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     import common
 
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0].split()
+    from workbench.training.memory_format import cpu_flags
+
+    flags = cpu_flags()
     row: dict[str, object] = {"machine": common.machine(),
                               "cpu_flags": {f: f in flags for f in ("avx2", "avx512f", "amx_tile")},
                               "headless": {}}  # fmt: skip

@@ -73,17 +73,6 @@ def rate(model: nn.Module, x: torch.Tensor, train: bool, steps: int) -> float:
     return steps * x.shape[0] / (time.perf_counter() - t)
 
 
-def cpu_flags() -> list[str]:
-    """The CPU flags that decide which kernels are fastest (AVX2, AVX-512, AMX)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
-    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
@@ -116,7 +105,7 @@ def main() -> None:
                      "rounds": runs[k]})  # fmt: skip
     data = {"size": args.size, "batch_size": args.batch_size, "rounds": args.rounds,
             "steps": args.steps, "threads": torch.get_num_threads(), "rows": rows,
-            "machine": common.machine(), "cpu_flags": cpu_flags(),
+            "machine": common.machine(),
             "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv)}  # fmt: skip
     name = "mobilenet_small_inputs_quick" if args.quick else "mobilenet_small_inputs"
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
@@ -127,7 +116,7 @@ def main() -> None:
         f"median of {args.rounds} alternating rounds of {args.steps} steps, "
         f"{data['threads']} threads.",
         "",
-        f"Machine: {json.dumps(data['machine'])}; flags {' '.join(data['cpu_flags'])}",
+        f"Machine: {common._machine_line(data['machine'])}",
         "",
         "| model | params (M) | train step img/s | inference img/s |",
         "|---|---|---|---|",

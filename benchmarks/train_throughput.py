@@ -219,8 +219,11 @@ def _augment_probe(args: argparse.Namespace, rounds: int = 5) -> dict[str, Any]:
 
 
 def _name(args: argparse.Namespace) -> str:
+    from workbench.training.memory_format import cpu_kind
+
+    device = f"cpu-{cpu_kind()}" if args.device == "cpu" else args.device  # one file per CPU kind
     return args.out or (
-        f"throughput_{args.method}_{args.device}_{args.input_size}px_b{args.batch_size}"
+        f"throughput_{args.method}_{device}_{args.input_size}px_b{args.batch_size}"
         + ("_quick" if args.quick else "")
     )
 

@@ -383,6 +383,10 @@ def test_memory_format_is_measured_once_then_cached(tmp_path, monkeypatch):
     assert again["source"] == "cache" and again["channels_last"] is False and calls == [16]
     monkeypatch.setattr(torch, "__version__", "9.9.9")  # a new torch measures again
     assert mf.choose_channels_last(net, "cpu", 16)["source"] == "measured" and len(calls) == 2
+    # The same model name with other units (an AVX2-only and an AVX-512 EPYC): measured again.
+    other = "amx" if mf.cpu_kind() != "amx" else "avx2"
+    monkeypatch.setattr(mf, "cpu_kind", lambda: other)
+    assert mf.choose_channels_last(net, "cpu", 16)["source"] == "measured" and len(calls) == 3
     assert mf.choose_channels_last(net, "gpu", 16) == {"channels_last": True, "source": "rule"}
     assert mf.choose_channels_last(net, "cpu", 16, world_size=2)["source"] == "rule"
     assert json.loads((tmp_path / "cache" / mf.CACHE_FILE).read_text())  # the user's cache dir

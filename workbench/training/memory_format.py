@@ -47,11 +47,37 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def cpu_flags() -> list[str]:
+    """The CPU flags that decide which kernels are fastest: AVX*, AMX*, FMA (Linux; else [])."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
+                  if ln.startswith("flags")), [])  # fmt: skip
+    return sorted({f for f in flags if f.startswith(("avx", "amx", "fma"))})
+
+
+def cpu_kind() -> str:
+    """A short name for the CPU's widest units: amx, avx512-bf16, avx512, avx2 or other.
+
+    The model name does not tell these apart ("AMD EPYC" covers AVX2-only and AVX-512 parts),
+    and they decide which memory format and precision are fastest.
+    """
+    flags = set(cpu_flags())
+    for kind, flag in (("amx", "amx_tile"), ("avx512-bf16", "avx512_bf16"),
+                       ("avx512", "avx512f"), ("avx2", "avx2")):  # fmt: skip
+        if flag in flags:
+            return kind
+    return "other"
+
+
 def cache_key(backbone: nn.Module, input_size: int) -> str:
-    """What the choice depends on: CPU model, torch version, threads, backbone, input size."""
+    """What the choice depends on: CPU model and kind, torch version, threads, backbone, size."""
     n_params = sum(p.numel() for p in backbone.parameters())
     return (
-        f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
+        f"{cpu_model()} ({cpu_kind()}) | torch {torch.__version__} | "
+        f"{torch.get_num_threads()} threads | "
         f"{type(backbone).__name__}({n_params}) | {int(input_size)}px"
     )
 
