@@ -158,6 +158,8 @@ class ProgressPrinter:
         """One line per epoch (also when not on a terminal)."""
         self.last_knn = rec.get("knn_acc")
         knn = f", kNN {rec['knn_acc']:.3f}" if rec.get("knn_acc") is not None else ""
+        if knn and rec.get("knn_acc_init") is not None:
+            knn += f" (random init {rec['knn_acc_init']:.3f})"
         self._write(
             f"epoch {rec['epoch'] + 1}/{rec['epochs']}: loss {rec['loss']:.4f}, std "
             f"{rec['rep_std']:.4f} (healthy ~{rec['rep_std_ref']:.4f}){knn}, "
@@ -329,8 +331,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for p in write_demo_plots(run):
         print(f"wrote {p}")
     s = run.summary()
+
+    def acc(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
     print(
-        f"{s['status']}: kNN accuracy {s['knn_acc']}, final loss {s['loss']:.4f}, "
+        f"{s['status']}: kNN accuracy {acc(s['knn_acc'])} (random init "
+        f"{acc(s['knn_acc_init'])}), final loss {s['loss']:.4f}, "
         f"{s['images_per_s']:.0f} img/s. Open notebooks/01_quickstart.ipynb next (make lab)."
     )
     return 0 if run.status == "finished" else 1

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,8 @@ class DINO(Method):
         extras = {
             "momentum": self._momentum,
             "teacher_temp": float(self.criterion.teacher_temperature(epoch)),
+            "teacher_entropy_max": math.log(self.config.output_dim),
+            **self.criterion.last_signals,  # tensors: averaged per epoch by the monitor
         }
         return StepOutput(loss, h_global[:b].detach(), s[:b].detach(), extras)
 
