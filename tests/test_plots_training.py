@@ -46,7 +46,10 @@ def _records(n_epochs=3, steps_per_epoch=4, std=0.03, knn=True, signals=False, d
 
 
 def _texts(fig):
-    return [t.get_text() for ax in fig.axes for t in ax.texts]
+    """The figure's texts, its legends' included (the collapse warning is a figure legend)."""
+    from matplotlib.text import Text
+
+    return [t.get_text() for t in fig.findobj(Text)]
 
 
 def test_history_and_steps_give_labelled_panels_on_one_epoch_axis():

@@ -68,6 +68,8 @@ _HINTS = {
     "dino-uniform": "the teacher is not sharpened: keep teacher_temp (and warmup_teacher_temp) "
     "at 0.07 or lower (default 0.04)",
     "dino-one-dim": "the teacher is not centred: keep center_momentum below 1 (default 0.9)",
+    "dino": "the teacher must be sharpened and centred: keep teacher_temp at 0.07 or lower and "
+    "center_momentum below 1 (defaults 0.04 and 0.9); if both are, lower the learning rate",
 }
 _DEFAULT_HINT = (
     "lower the learning rate, and check that the two views of an image differ yet share "

@@ -309,13 +309,16 @@ def training_curves(
             _rank_panel(axes[RANK_TITLE], series, colors, overlay)
         if DINO_TITLE in axes:
             _dino_panel(axes[DINO_TITLE], series, colors, overlay)
-        _collapse_box(axes[STD_TITLE], series, overlay)
         for ax in axes.values():
             ax.grid(alpha=0.3)
             ax.set_xlabel("epoch")
             ax.set_xlim(left=0)
-            if not overlay and ax.get_legend_handles_labels()[1]:
-                ax.legend(loc="best", framealpha=0.85, borderaxespad=0.3, handlelength=1.8)
+            # Below the panel, so that the curves and the zone labels stay uncovered: what each
+            # line is (one run) or what each line style means (overlay; colours are the runs).
+            handles = _style_key(ax) if overlay else ax.get_legend_handles_labels()[0]
+            if handles:
+                ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.22),
+                          ncol=2, frameon=False, handlelength=1.8, columnspacing=1.0)  # fmt: skip
         if overlay:
             from matplotlib.lines import Line2D
 
@@ -323,15 +326,11 @@ def training_curves(
                 Line2D([], [], color=c, lw=2.5, label=s.name or f"run {i + 1}")
                 for i, (s, c) in enumerate(zip(series, colors))
             ]
-            handles += [
-                Line2D([], [], color="0.3", lw=1.5, label="solid: projector, per epoch"),
-                Line2D([], [], color="0.3", lw=1.5, ls="--", label="dashed: backbone, baseline"),
-            ]
             if free:
                 free[0].legend(handles=handles, loc="center", frameon=False, title="runs")
             else:
                 fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
-        if title:
+        if not _collapse_warning(fig, series, overlay, title) and title:
             fig.suptitle(title)
     return fig
 
@@ -356,11 +355,19 @@ def _loss_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overl
                 lw=1,
                 marker="." if len(xs) < 3 else None,
                 label=_label(s, overlay, "per step", primary=False),
+                gid="per step",
             )
         xs, ys = _series_xy(s.history, _epoch_xs(s.history), lambda r: r.get("loss"))
         if xs:
             ax.plot(
-                xs, ys, color=color, lw=2, marker="o", ms=4, label=_label(s, overlay, "per epoch")
+                xs,
+                ys,
+                color=color,
+                lw=2,
+                marker="o",
+                ms=4,
+                label=_label(s, overlay, "per epoch"),
+                gid="per epoch",
             )
     end = _warmup_end(series[0])
     if end is not None:
@@ -381,10 +388,18 @@ def _knn_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overla
                 ls="--",
                 lw=1.2,
                 label=_label(s, overlay, f"{RANDOM_INIT_LABEL} ({init:.2f})", False),
+                gid=RANDOM_INIT_LABEL,
             )
         if any(math.isfinite(y) for y in ys):
             ax.plot(
-                xs, ys, color=color, lw=2, marker="o", ms=4, label=_label(s, overlay, "trained")
+                xs,
+                ys,
+                color=color,
+                lw=2,
+                marker="o",
+                ms=4,
+                label=_label(s, overlay, "trained"),
+                gid="trained",
             )
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy (held-out)")
@@ -451,6 +466,7 @@ def _std_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overla
                     marker="o",
                     ms=4,
                     label=_label(s, overlay, what, primary),
+                    gid=what,
                 )
                 values += ys
     finite = [v for v in values if math.isfinite(v) and v > 0]
@@ -492,6 +508,7 @@ def _rank_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overl
                     marker="o",
                     ms=4,
                     label=_label(s, overlay, what, primary),
+                    gid=what,
                 )
                 top = max(top, *(1.15 * y for y in ys if math.isfinite(y)))
     ax.set_ylim(0, top)
@@ -514,7 +531,7 @@ def _dino_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overl
             xs, ys = _series_xy(s.history, ex, value)
             if any(math.isfinite(y) for y in ys):
                 ax.plot(xs, ys, color=color, lw=2, ls=ls, marker="o", ms=4,
-                        label=_label(s, overlay, what, primary))  # fmt: skip
+                        label=_label(s, overlay, what, primary), gid=what)  # fmt: skip
                 top = max(top, *(1.1 * y for y in ys if math.isfinite(y)))
     ax.set_ylim(0, top)
     ax.axhspan(UNIFORM_ENTROPY, top, color="red", alpha=0.12, lw=0)
@@ -533,30 +550,48 @@ def _dino_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overl
     ax.set_title(DINO_TITLE)
 
 
-def _collapse_box(ax: Any, series: Sequence[_Series], overlay: bool) -> None:
-    """A red box naming what collapsed, for each run whose last full epoch is in a zone."""
+def _style_key(ax: Any) -> list[Any]:
+    """An overlay panel's key to its line styles, in grey (the colours are the runs).
+
+    Returns:
+        Legend handles; none when the panel draws one style only.
+    """
+    from matplotlib.lines import Line2D
+
+    seen: dict[str, Line2D] = {}
+    for line in ax.get_lines():
+        what = line.get_gid()
+        if what and what not in seen:
+            style = {"lw": line.get_linewidth(), "alpha": line.get_alpha(),
+                     "ls": line.get_linestyle()}  # fmt: skip
+            seen[what] = Line2D([], [], color="0.35", label=what, **style)
+    return list(seen.values()) if len(seen) > 1 else []
+
+
+def _collapse_warning(
+    fig: Any, series: Sequence[_Series], overlay: bool, title: str | None
+) -> bool:
+    """Under the title, in red: what collapsed, for each run whose last full epoch is in a zone.
+
+    Returns:
+        True when there is a warning (it carries the figure's title then).
+    """
+    from matplotlib.patches import Patch
+
     lines = []
     for s in series:
         full = [r for r in s.history if not r.get("partial")]
         found = findings(full[-1]) if full else []
         if found:
             who = f"{s.name}: " if overlay and s.name else ""
-            lines.append(f"{who}COLLAPSE")
-            lines += [f"  {label}" for label in dict.fromkeys(f.label for f in found)]
+            labels = ", ".join(dict.fromkeys(f.label for f in found))
+            lines.append(f"{who}COLLAPSE: {labels}")
     if lines:
-        ax.text(
-            0.5,
-            0.55,
-            "\n".join(lines),
-            in_layout=False,
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            color="white",
-            fontsize=_SMALL,
-            fontweight="bold",
-            bbox={"boxstyle": "round", "facecolor": "red", "alpha": 0.85},
-        )
+        fig.legend(handles=[Patch(facecolor="red", alpha=0.85) for _ in lines], labels=lines,
+                   loc="outside upper center", labelcolor="red", frameon=False,
+                   prop={"weight": "bold", "size": 10}, title=title,
+                   title_fontproperties={"size": 12})  # fmt: skip
+    return bool(lines)
 
 
 def figure_line_data(fig: Any) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
