@@ -121,3 +121,13 @@ def test_dino_loss_reports_teacher_entropy_and_kl():
     one = [torch.eye(16)[:1].repeat(4, 1) * 50] * 2  # every image on dimension 0
     loss(one, same, epoch=0)
     assert float(loss.last_signals["teacher_batch_entropy"]) < 0.01
+
+
+def test_a_signal_hovering_at_its_threshold_does_not_flip_between_collapse_and_recovery():
+    det = CollapseDetector("simsiam")
+    low = [_epoch(e, rank_b=0.2 * 8.0) for e in range(COLLAPSE_EPOCHS)]  # rank 20% of start
+    assert [k for e in low for k, _ in det.update(e)] == ["collapse"]
+    hover = [_epoch(10 + e, rank_b=0.3 * 8.0) for e in range(5)]  # out of the zone, barely
+    assert [k for e in hover for k, _ in det.update(e)] == []  # not clearly out: no recovery
+    clear = [_epoch(20 + e, rank_b=0.6 * 8.0) for e in range(RECOVER_EPOCHS)]
+    assert [k for e in clear for k, _ in det.update(e)] == ["recovered"]

@@ -114,7 +114,7 @@ class DINO(Method):
         s = torch.cat(student)
         b = views[0].shape[0]
         loss = self.criterion(list(t.chunk(len(globals_))), list(s.chunk(len(views))), epoch=epoch)
-        extras = {
+        extras: dict[str, float | torch.Tensor] = {
             "momentum": self._momentum,
             "teacher_temp": float(self.criterion.teacher_temperature(epoch)),
             "teacher_entropy_max": math.log(self.config.output_dim),

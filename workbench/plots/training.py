@@ -150,7 +150,7 @@ WARMUP_LABEL = "LR warm-up"
 
 # Point sizes. figure_to_png renders at 100 dpi, where 9 pt is 12.5 px: every text of the
 # figure stays readable in a 100 % zoom screenshot of a widget.
-FONTS = {
+FONTS: dict[str, Any] = {
     "font.size": 10,
     "axes.titlesize": 11,
     "axes.labelsize": 10,
@@ -293,7 +293,7 @@ def training_curves(
     ncols = 2 if len(panels) == 4 else min(3, len(panels))
     nrows = math.ceil((max(slots) + 1) / ncols)
     legend_rows = 0.0 if not overlay or len(panels) == 5 else 0.3 * math.ceil(len(series) / 3)
-    with mpl.rc_context(FONTS):
+    with mpl.rc_context(FONTS):  # type: ignore[arg-type]
         fig = new_figure(panel_size[0] * ncols, panel_size[1] * nrows + legend_rows)
         grid = fig.subplots(nrows, ncols, squeeze=False).ravel()
         free = [ax for i, ax in enumerate(grid) if i not in slots]

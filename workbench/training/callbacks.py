@@ -182,7 +182,7 @@ class MonitorCallback(L.Callback):
         self._epoch_feat_std: list[float] = []
         self._epoch_signals: dict[str, list[float]] = {}
         self._rate: float | None = None
-        self._pending: list[tuple[dict[str, Any], torch.Tensor]] = []
+        self._pending: list[tuple[dict[str, Any], list[str], torch.Tensor]] = []
         self._stop_requested = False
         self._nonfinite_step: int | None = None
         self.proj_dim: int | None = None
@@ -247,9 +247,9 @@ class MonitorCallback(L.Callback):
         dt, self._t_last = now - self._t_last, now
         rate = self.batch_size * trainer.world_size / max(dt, 1e-9)
         self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
-        # The collapse monitor watches the head output (what the loss sees, as in Lightly's
-        # tutorials); the backbone's std is recorded too. Post-ReLU backbone features are all
-        # positive, so their std sits far below 1/sqrt(d) even when healthy.
+        # Per step, on the training batch: the stds of the head output (what the loss sees, as
+        # in Lightly's tutorials) and of the backbone features, and the method's own signals.
+        # The collapse decision uses the held-out epoch values (eval.collapse).
         finite = module.finite if module.finite is not None else torch.isfinite(out.loss.detach())
         signals = {k: v for k, v in out.extras.items() if isinstance(v, torch.Tensor)}
         values = torch.stack(
