@@ -273,7 +273,9 @@ def resume_commands(
 
     Returns:
         ``(python, command_line)``, e.g. ``wb.train('digits', ..., resume=True)`` and
-        ``workbench train --data digits ... --resume``.
+        ``workbench train --data digits ... --resume``. A run that trained on an in-memory
+        ``ImageDataset`` (whose name no loader reads) gets ``wb.train(ds, ...)`` and, instead
+        of a command line, a sentence saying what the command line needs.
     """
     import shlex
 
@@ -282,7 +284,14 @@ def resume_commands(
     settings = {k: config[k] for k in keys if config.get(k) not in (None, "custom")}
     data = str(config.get("data", "digits"))
     kwargs = "".join(f", {k}={v!r}" for k, v in settings.items())
-    python = f"wb.train({data!r}{kwargs}, out={str(out)!r}, resume=True, epochs={total})"
+    tail = f"{kwargs}, out={str(out)!r}, resume=True, epochs={total})"
+    if not config.get("data_is_spec", True):
+        return (
+            f"wb.train(ds{tail}  # ds: the same dataset ({data!r}) as the first start",
+            f"(the command line needs a dataset name or folder; this run trained on the "
+            f"in-memory dataset {data!r})",
+        )
+    python = f"wb.train({data!r}{tail}"
     flags = [f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in settings.items()]
     cli = " ".join(
         ["workbench train", f"--data {shlex.quote(data)}", *flags,

@@ -313,6 +313,7 @@ def resolve_config(
         "method": method,
         "model": model_name if isinstance(model_name, str) else "custom",
         "data": data if isinstance(data, (str, Path)) else ds.name,
+        "data_is_spec": isinstance(data, (str, Path)),  # False: an in-memory ImageDataset
         "dataset": repr(ds),
         "num_images": len(ds),
         "num_train": len(train_idx),
