@@ -215,6 +215,25 @@ def _widget_output(page, text: str):
     return cell.first.locator(".jp-OutputArea-output").first
 
 
+def _collapse_pair(runs: Path) -> None:
+    """Notebook 03's pair in the runs folder: SimSiam as in the paper and without predictor and
+    stop-gradient (the ablation collapses by epoch 3), 5 epochs on 256 digits at 16 px."""
+    import numpy as np
+
+    import workbench as wb
+
+    ds = wb.load_dataset("digits", image_size=16)
+    idx = np.sort(np.random.default_rng(0).choice(len(ds), 256, replace=False))
+    ds = ds.subset(idx, name="digits[256]")
+    common = dict(method="simsiam", model="resnet18", epochs=5, batch_size=64, input_size=16)
+    wb.train(ds, out=runs / "simsiam-healthy", **common)
+    ablation = {"predictor": False, "stop_gradient": False}
+    ablated = wb.train(
+        ds, out=runs / "simsiam-no-predictor-no-stopgrad", lr=0.5, method_args=ablation, **common
+    )
+    assert [e["kind"] for e in ablated.events if e["kind"] == "collapse"] == ["collapse"]
+
+
 def test_quickstart_in_jupyterlab(lab, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.fail(
@@ -225,6 +244,7 @@ def test_quickstart_in_jupyterlab(lab, tmp_path):
 
     base, token = lab
     runs = tmp_path / "runs"
+    _collapse_pair(runs)
     RESULTS.mkdir(parents=True, exist_ok=True)
     DOCS.mkdir(exist_ok=True)
     shots = tmp_path / "shots"
@@ -351,6 +371,33 @@ def test_quickstart_in_jupyterlab(lab, tmp_path):
                 expect(launcher.get_by_text("stopped", exact=True)).to_be_visible(timeout=180_000)
                 launcher.screenshot(path=str(RESULTS / "browser_03_stopped.png"))
                 assert "Run failed" not in launcher.inner_text()
+
+            # #16: a healthy and a collapsing run overlaid in the launcher's runs browser; the
+            # figure is shown at its natural size (its 9 pt text is 12.5 px at 100 % zoom)
+            launcher.get_by_text("Earlier runs").first.click()
+            launcher.get_by_role("button", name="Refresh").click()
+            select = launcher.locator("select[multiple]").first
+            select.scroll_into_view_if_needed()
+            page.wait_for_function(
+                "el => [...el.options].filter(o => o.text.startsWith('simsiam-')).length >= 2",
+                arg=select.element_handle(),
+                timeout=30_000,
+            )
+            texts = select.evaluate("el => [...el.options].map(o => o.text)")
+            select.select_option(index=[i for i, t in enumerate(texts) if t.startswith("simsiam-")])
+            overlay = launcher.locator("img.widget-image").filter(visible=True).last
+            page.wait_for_function(
+                "el => el.naturalWidth > 400 && el.getBoundingClientRect().height > 100",
+                arg=overlay.element_handle(),
+                timeout=60_000,
+            )
+            natural, shown = overlay.evaluate(
+                "i => [i.naturalWidth, Math.round(i.getBoundingClientRect().width)]"
+            )
+            assert shown == natural, f"the overlay figure is scaled: {natural} px shown at {shown}"
+            overlay.scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+            overlay.screenshot(path=str(RESULTS / "browser_04_collapse_overlay.png"))
 
             # one picture per widget for the README: a tall window, no file browser, each
             # widget scrolled to the top and clipped to its first `height` pixels (the Embed

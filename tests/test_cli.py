@@ -216,3 +216,17 @@ def test_progress_is_a_tqdm_bar_with_live_metrics() -> None:
     assert "epoch 1/2: loss 1.2000" in term.text and "knn=0.500" in term.text
     printer.on_end(None)
     assert printer.bar is None
+
+
+def test_resume_commands_for_an_in_memory_dataset_name_no_unloadable_spec():
+    """#20 item 4: a run on an ImageDataset ('digits[256]') cannot be resumed by that name."""
+    from workbench.cli import resume_commands
+
+    cfg = {"data": "digits", "method": "simclr", "epochs": 5}
+    python, cli = resume_commands(cfg, "runs/r")
+    assert python.startswith("wb.train('digits'") and cli.startswith(
+        "workbench train --data digits"
+    )
+    python, cli = resume_commands({**cfg, "data": "digits[256]", "data_is_spec": False}, "runs/r")
+    assert python.startswith("wb.train(ds, method='simclr'") and "'digits[256]'" in python
+    assert "--data" not in cli and "in-memory dataset 'digits[256]'" in cli

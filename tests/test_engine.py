@@ -214,12 +214,17 @@ def test_resume_continues_order_draws_and_baseline(digits_small, tmp_path, monke
     RecordingSimCLR.seen = []
     first = wb.train(digits_small, out=tmp_path / "b", callbacks=[StopAfter(per_epoch)], **args)
     assert first.status == "stopped" and RecordingSimCLR.seen == full[:per_epoch]
-    baseline = first.history[0]["rep_std_backbone_init"]
+    from workbench.eval.collapse import BASELINE_KEYS
+
+    baselines = {k: first.history[0][k] for k in BASELINE_KEYS}
+    assert all(v is not None for v in baselines.values()), baselines
     RecordingSimCLR.seen = []
     resumed = wb.train(digits_small, out=tmp_path / "b", resume=True, **args)
     assert resumed.status == "finished"
     assert RecordingSimCLR.seen == full[per_epoch:]  # epoch 1's batches, not epoch 0's again
-    assert [h["rep_std_backbone_init"] for h in resumed.history] == [baseline, baseline]
+    # #16 item 5: one value of each baseline (std, ranks, kNN before step 1) across the resume
+    for key, value in baselines.items():
+        assert [h[key] for h in resumed.history] == [value, value], key
 
 
 # -- item 1: a custom backbone reloads with its trained weights ---------------------------------

@@ -231,23 +231,38 @@ def test_describe_method():
     )
 
 
-def test_backbone_collapse_behind_batchnorm_is_detected(digits_small, tmp_path):
+def test_backbone_collapse_behind_batchnorm_is_detected_and_seen_on_the_figure(
+    digits_small, tmp_path
+):
     # SimSiam without predictor and stop-gradient (the paper's ablations): the projector ends in
     # BatchNorm so its std stays up, but the backbone collapses; the monitor compares the
-    # backbone with itself at initialisation.
-    run = wb.train(
-        digits_small,
-        method="simsiam",
-        out=tmp_path / "r",
-        lr=0.5,
-        method_args={"predictor": False, "stop_gradient": False},
-        **{**FAST, "epochs": 5},
-    )
-    init = run.history[0]["rep_std_backbone_init"]
-    assert init > 0
-    assert min(h["rep_std_backbone"] for h in run.history) < 0.1 * init
-    collapse = [e for e in run.events if e["kind"] == "collapse"]
+    # backbone with itself before step 1. Real runs, no mocks.
+    from workbench.eval.collapse import RANK_FRACTION, STD_FRACTION
+    from workbench.plots.training import RANK_TITLE, STD_TITLE, figure_line_data, training_curves
+
+    kw = {**FAST, "epochs": 5, "lr": 0.5}
+    ablated = wb.train(digits_small, method="simsiam", out=tmp_path / "a",
+                       method_args={"predictor": False, "stop_gradient": False}, **kw)  # fmt: skip
+    healthy = wb.train(digits_small, method="simsiam", out=tmp_path / "h",
+                       **{**kw, "lr": None})  # fmt: skip
+    init = ablated.history[0]["rep_std_backbone_init"]
+    assert init > 0 and {h["rep_std_backbone_init"] for h in ablated.history} == {init}
+    assert min(h["rep_std_backbone"] for h in ablated.history) < STD_FRACTION * init
+    collapse = [e for e in ablated.events if e["kind"] == "collapse"]
     assert len(collapse) == 1 and "backbone" in collapse[0]["message"]
+    assert "since epoch" in collapse[0]["message"] and "predictor" in collapse[0]["message"]
+    assert not [e for e in healthy.events if e["kind"] == "collapse"]
+    # Each collapse panel separates the two runs: the ablated run ends in the zone, the healthy
+    # one at or above its level.
+    data = figure_line_data(training_curves([healthy, ablated]))
+    h, a = healthy.name, ablated.name
+    std_h = data[STD_TITLE][f"{h} · backbone / before training"][1]
+    std_a = data[STD_TITLE][f"{a} · backbone / before training"][1]
+    assert min(std_a) < STD_FRACTION < 1.0 <= min(std_h)
+    rank_h = data[RANK_TITLE][f"{h} · backbone"][1]
+    rank_a = data[RANK_TITLE][f"{a} · backbone"][1]
+    assert min(rank_a) < RANK_FRACTION < 1.0 <= min(rank_h)
+    assert healthy.history[-1]["knn_acc"] > ablated.history[-1]["knn_acc"]
 
 
 def test_auto_precision_and_the_emulated_bf16_hint(digits_small, tmp_path, monkeypatch):

@@ -253,3 +253,21 @@ def test_umap_reducer_on_digits_in_the_background(digits):
 
     clf = KNeighborsClassifier(5).fit(ex.projection, digits.labels)
     assert clf.score(ex.projection, digits.labels) > 0.9  # the map keeps the clusters
+
+
+def test_explorer_reuses_the_runs_recorded_random_init_knn(tmp_path):
+    """#16 item 3: the explorer quotes the run's own knn_acc_init instead of recomputing it."""
+    import json
+
+    from workbench.widgets.embeddings import recorded_knn, recorded_knn_html
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"method": "simclr", "data": "digits"}))
+    recs = [{"type": "epoch", "epoch": e, "knn_acc": 0.5 + 0.1 * e, "knn_acc_init": 0.21}
+            for e in range(2)]  # fmt: skip
+    (out / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    got = recorded_knn(out)
+    assert got == {"knn_acc": 0.6, "knn_acc_init": 0.21}
+    assert "0.600 after training, 0.210 before step 1" in recorded_knn_html(got)
+    assert recorded_knn(tmp_path) is None and recorded_knn_html(None) == ""

@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "knn_predict": "workbench.eval",
     "nearest_neighbors": "workbench.eval",
     "std_of_l2_normalized": "workbench.eval",
+    "rankme": "workbench.eval",
     "project": "workbench.eval",
     "linear_probe": "workbench.eval",
     "invariance_probe": "workbench.eval",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         linear_probe,
         nearest_neighbors,
         project,
+        rankme,
         std_of_l2_normalized,
     )
     from workbench.methods import describe_method, list_methods

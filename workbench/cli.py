@@ -158,6 +158,8 @@ class ProgressPrinter:
         """One line per epoch (also when not on a terminal)."""
         self.last_knn = rec.get("knn_acc")
         knn = f", kNN {rec['knn_acc']:.3f}" if rec.get("knn_acc") is not None else ""
+        if knn and rec.get("knn_acc_init") is not None:
+            knn += f" (random init {rec['knn_acc_init']:.3f})"
         self._write(
             f"epoch {rec['epoch'] + 1}/{rec['epochs']}: loss {rec['loss']:.4f}, std "
             f"{rec['rep_std']:.4f} (healthy ~{rec['rep_std_ref']:.4f}){knn}, "
@@ -271,7 +273,9 @@ def resume_commands(
 
     Returns:
         ``(python, command_line)``, e.g. ``wb.train('digits', ..., resume=True)`` and
-        ``workbench train --data digits ... --resume``.
+        ``workbench train --data digits ... --resume``. A run that trained on an in-memory
+        ``ImageDataset`` (whose name no loader reads) gets ``wb.train(ds, ...)`` and, instead
+        of a command line, a sentence saying what the command line needs.
     """
     import shlex
 
@@ -280,7 +284,14 @@ def resume_commands(
     settings = {k: config[k] for k in keys if config.get(k) not in (None, "custom")}
     data = str(config.get("data", "digits"))
     kwargs = "".join(f", {k}={v!r}" for k, v in settings.items())
-    python = f"wb.train({data!r}{kwargs}, out={str(out)!r}, resume=True, epochs={total})"
+    tail = f"{kwargs}, out={str(out)!r}, resume=True, epochs={total})"
+    if not config.get("data_is_spec", True):
+        return (
+            f"wb.train(ds{tail}  # ds: the same dataset ({data!r}) as the first start",
+            f"(the command line needs a dataset name or folder; this run trained on the "
+            f"in-memory dataset {data!r})",
+        )
+    python = f"wb.train({data!r}{tail}"
     flags = [f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in settings.items()]
     cli = " ".join(
         ["workbench train", f"--data {shlex.quote(data)}", *flags,
@@ -329,8 +340,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for p in write_demo_plots(run):
         print(f"wrote {p}")
     s = run.summary()
+
+    def acc(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
     print(
-        f"{s['status']}: kNN accuracy {s['knn_acc']}, final loss {s['loss']:.4f}, "
+        f"{s['status']}: kNN accuracy {acc(s['knn_acc'])} (random init "
+        f"{acc(s['knn_acc_init'])}), final loss {s['loss']:.4f}, "
         f"{s['images_per_s']:.0f} img/s. Open notebooks/01_quickstart.ipynb next (make lab)."
     )
     return 0 if run.status == "finished" else 1

@@ -301,6 +301,7 @@ class Run:
             rep_std_ref=last.get("rep_std_ref"),
             knn_acc=knn[-1] if knn else None,
             best_knn_acc=max(knn) if knn else None,
+            knn_acc_init=last.get("knn_acc_init"),
             images_per_s=last.get("images_per_s"),
             seconds=last.get("seconds"),
         )
@@ -329,6 +330,7 @@ class RunSummary(dict):  # type: ignore[type-arg]
         "rep_std_ref": ("healthy std", ".4f"),
         "knn_acc": ("kNN", ".1%"),
         "best_knn_acc": ("best kNN", ".1%"),
+        "knn_acc_init": ("kNN at random init", ".1%"),
         "images_per_s": ("images/s", ",.0f"),
         "seconds": ("time", "time"),
     }

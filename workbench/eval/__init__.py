@@ -1,4 +1,4 @@
-"""Evaluation of representations: embed, kNN, representation std, projections, probes."""
+"""Evaluation of representations: embed, kNN, collapse signals, projections, probes."""
 
 from workbench._lazy import lazy_getattr
 
@@ -12,6 +12,7 @@ _EXPORTS = {
     "knn_leave_one_out": "knn",
     "nearest_neighbors": "knn",
     "std_of_l2_normalized": "std",
+    "rankme": "std",
     "project": "projection",
     "warm_up_umap": "projection",
     "clear_projection_cache": "projection",

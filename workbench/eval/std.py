@@ -1,4 +1,4 @@
-"""The collapse monitor: standard deviation of L2-normalised representations."""
+"""Collapse signals: std of L2-normalised representations and their effective rank (RankMe)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,34 @@ def std_of_l2_normalized_tensor(z: torch.Tensor) -> torch.Tensor:
     """
     t = torch.nn.functional.normalize(z.detach().flatten(1).float(), dim=1)
     return t.std(dim=0).mean()
+
+
+def rankme(z: torch.Tensor | np.ndarray, eps: float = 1e-7) -> float:
+    """Effective rank of a set of representations: RankMe of Garrido et al. [1].
+
+    ``exp(entropy(p))`` with ``p = s / sum(s)`` over the singular values ``s`` of the (N, D)
+    matrix (rows as given, not centred, as in the paper). It counts how many directions the
+    representations really use: about 1 when every row points one way (collapse), up to
+    ``min(N, D)`` when they fill the space evenly. It tracks downstream accuracy without labels.
+
+    - [1]: RankMe, Garrido et al., ICML 2023, https://arxiv.org/abs/2210.02885
+
+    Args:
+        z: Representations, shape (N, D) with N >= 2 (extra trailing dims are flattened).
+        eps: Added to ``p`` before the log (the paper's epsilon).
+
+    Returns:
+        The effective rank, in [1, min(N, D)], as a Python float (0.0 for an all-zero matrix).
+
+    Raises:
+        ValueError: Fewer than two rows, or not at least 2-D.
+    """
+    t = torch.as_tensor(z).detach()
+    if t.ndim < 2 or t.shape[0] < 2:
+        raise ValueError(f"rankme needs (N, D) features with N >= 2, got shape {tuple(t.shape)}.")
+    s = torch.linalg.svdvals(t.flatten(1).double())
+    total = s.sum()
+    if not torch.isfinite(total) or total <= 0:
+        return 0.0
+    p = s / total + eps
+    return float(torch.exp(-(p * p.log()).sum()))

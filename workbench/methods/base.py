@@ -32,7 +32,10 @@ class StepOutput:
     loss: torch.Tensor  # scalar, differentiable
     features: torch.Tensor  # (B, D) backbone features of the first view, detached
     projections: torch.Tensor  # (B, P) head output of the first view, detached
-    extras: dict[str, float] = field(default_factory=dict)  # momentum, teacher_temp, ...
+    # Logged with the step: floats (momentum, teacher_temp) as they are; 0-dim tensors (a
+    # method's own collapse signals) stay on the device until the monitor reads them back, and
+    # the epoch record holds their mean over the epoch.
+    extras: dict[str, float | torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,6 +138,15 @@ class Method(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features (B, D) of images (B, 3, H, W)."""
         return self.backbone(x).flatten(1)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor | None:
+        """The projector's output for backbone features (the collapse monitor's second view).
+
+        Returns:
+            ``projection_head(features)`` flattened, or None for a method without one.
+        """
+        head = getattr(self, "projection_head", None)
+        return None if head is None else head(features).flatten(1)
 
     def training_step_loss(
         self, views: list[torch.Tensor], *, epoch: int, step: int, max_steps: int

@@ -29,6 +29,7 @@ class BYOLConfig(MethodConfig):
     hidden_dim: int = 1024  # projector/predictor hidden width (paper: 4096)
     output_dim: int = 256  # projection dimension (paper: 256)
     momentum: float = 0.99  # target EMA start, cosine to 1.0 (paper: 0.996)
+    predictor: bool = True  # False removes the predictor: the run can collapse (paper, Table 5)
 
 
 class BYOL(Method):
@@ -55,8 +56,10 @@ class BYOL(Method):
     ) -> None:
         super().__init__(backbone, feature_dim, config, **kw)
         self.projection_head = BYOLProjectionHead(feature_dim, config.hidden_dim, config.output_dim)
-        self.prediction_head = BYOLPredictionHead(
-            config.output_dim, config.hidden_dim, config.output_dim
+        self.prediction_head: nn.Module = (
+            BYOLPredictionHead(config.output_dim, config.hidden_dim, config.output_dim)
+            if config.predictor
+            else nn.Identity()
         )
         self.backbone_momentum = copy_frozen(self.backbone)
         self.projection_head_momentum = copy_frozen(self.projection_head)

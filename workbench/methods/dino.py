@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,9 +114,11 @@ class DINO(Method):
         s = torch.cat(student)
         b = views[0].shape[0]
         loss = self.criterion(list(t.chunk(len(globals_))), list(s.chunk(len(views))), epoch=epoch)
-        extras = {
+        extras: dict[str, float | torch.Tensor] = {
             "momentum": self._momentum,
             "teacher_temp": float(self.criterion.teacher_temperature(epoch)),
+            "teacher_entropy_max": math.log(self.config.output_dim),
+            **self.criterion.last_signals,  # tensors: averaged per epoch by the monitor
         }
         return StepOutput(loss, h_global[:b].detach(), s[:b].detach(), extras)
 

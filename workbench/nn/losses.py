@@ -211,6 +211,7 @@ class DINOLoss(nn.Module):
         self.student_temp = student_temp
         self.center_momentum = center_momentum
         self.register_buffer("center", torch.zeros(1, output_dim))
+        self.last_signals: dict[str, Tensor] = {}  # collapse_signals() of the last forward
 
     def teacher_temperature(self, epoch: int) -> float:
         """Teacher temperature at ``epoch`` (DINO's schedule: linspace, then constant)."""
@@ -260,9 +261,37 @@ class DINOLoss(nn.Module):
         ce = -torch.einsum("tbk,sbk->ts", t_prob, s_logp)  # (T, S), summed over the batch
         pair = ~torch.eye(len(teacher_out), len(student_out), dtype=torch.bool, device=ce.device)
         loss = ce[pair].sum() / (int(pair.sum()) * shape[0])
+        self.last_signals = self.collapse_signals(t_prob, s_logp[: len(teacher_out)])
         if self.training:
             self.update_center(teacher)
         return loss
+
+    @staticmethod
+    @torch.no_grad()
+    def collapse_signals(t_prob: Tensor, s_logp: Tensor) -> dict[str, Tensor]:
+        """DINO's own collapse signals [2, Sec. 5.3, Fig. 7], as 0-dim tensors (no host sync).
+
+        - ``teacher_entropy``: mean per-image entropy of the teacher's centred, sharpened
+          softmax, in nats. It reaches log K when the teacher output is uniform: the collapse
+          that sharpening prevents.
+        - ``teacher_batch_entropy``: entropy of the teacher's softmax averaged over the batch.
+          It falls to 0 when every image lands on the same dimension: the collapse that
+          centring prevents (a confident teacher has a low per-image entropy too, but spreads
+          the images over many dimensions).
+        - ``teacher_student_kl``: mean KL(teacher || student) on the same global views. It
+          falls towards 0 in both collapses: the student then has nothing left to learn.
+
+        Args:
+            t_prob: (T, B, K) teacher probabilities.
+            s_logp: (T, B, K) student log-probabilities of the same T global views.
+        """
+        t_logp = t_prob.clamp_min(1e-30).log()
+        entropy = -(t_prob * t_logp).sum(-1).mean()
+        mean = t_prob.flatten(0, -2).mean(0)
+        batch_entropy = -(mean * mean.clamp_min(1e-30).log()).sum()
+        kl = (t_prob * (t_logp - s_logp)).sum(-1).mean()
+        return {"teacher_entropy": entropy, "teacher_batch_entropy": batch_entropy,
+                "teacher_student_kl": kl}  # fmt: skip
 
     @torch.no_grad()
     def update_center(self, teacher: Tensor) -> None:

@@ -1,4 +1,4 @@
-"""Training curves: loss next to the representation std (the collapse monitor) and kNN accuracy.
+"""Training curves: loss and kNN accuracy next to the collapse signals, each against its level.
 
 Records in, matplotlib Figure out. The same figure serves the live panel of the
 ``TrainingLauncher`` widget (fed with the records its callbacks receive), a finished run folder
@@ -12,10 +12,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# A std below this fraction of 1/sqrt(d) counts as collapsed (all rows point the same way).
-COLLAPSE_FRACTION = 0.1
-REFERENCE_LABEL = "healthy ~ 1/sqrt(d)"
-COLLAPSE_LABEL = "collapse (< 10% of 1/sqrt(d))"
+from workbench.eval.collapse import (
+    ONE_DIM_ENTROPY,
+    RANK_FRACTION,
+    STD_FRACTION,
+    UNIFORM_ENTROPY,
+    findings,
+    relative_signals,
+)
 
 
 @dataclass
@@ -134,20 +138,89 @@ def _epoch_fraction(rec: Mapping[str, Any], i: int) -> float:
     return _num(epoch) + (_num(batch) + 1) / _num(per)
 
 
-def _reference(s: _Series) -> float | None:
-    """1/sqrt(d) from the latest epoch record, else from a step record (before epoch 1)."""
-    for rec in [*reversed(s.history), *reversed(s.steps)]:
-        ref = _num(rec.get("rep_std_ref"))
-        if math.isfinite(ref) and ref > 0:
-            return ref
-    return None
+LOSS_TITLE = "Training loss"
+KNN_TITLE = "kNN accuracy"
+STD_TITLE = "Representation std (collapse monitor)"
+RANK_TITLE = "Effective rank (RankMe)"
+DINO_TITLE = "DINO teacher (collapse signals)"
+HEALTHY_LABEL = "healthy level"
+COLLAPSE_LABEL = "collapse zone"
+RANDOM_INIT_LABEL = "random init"
+WARMUP_LABEL = "LR warm-up"
+
+# Point sizes. figure_to_png renders at 100 dpi, where 9 pt is 12.5 px: every text of the
+# figure stays readable in a 100 % zoom screenshot of a widget.
+FONTS: dict[str, Any] = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.titlesize": 12,
+}
+_SMALL = 9  # annotations
 
 
-def _last_finite(values: Sequence[float]) -> float | None:
-    for v in reversed(values):
+def _step_epochs(steps: Sequence[Mapping[str, Any]]) -> list[float]:
+    """The x of each step record on the epoch axis: epoch + (batch + 1) / batches per epoch.
+
+    Records without ``batch``/``batches_per_epoch`` are spread evenly over their epoch.
+    """
+    counts: dict[Any, int] = {}
+    for rec in steps:
+        counts[rec.get("epoch")] = counts.get(rec.get("epoch"), 0) + 1
+    seen: dict[Any, int] = {}
+    xs = []
+    for rec in steps:
+        x = _epoch_fraction(rec, 0)
+        if not math.isfinite(x) and rec.get("epoch") is not None:
+            k = seen[rec["epoch"]] = seen.get(rec["epoch"], 0) + 1
+            x = _num(rec["epoch"]) + k / counts[rec["epoch"]]
+        xs.append(x)
+    return xs
+
+
+def _series_xy(
+    records: Sequence[Mapping[str, Any]], xs: Sequence[float], value: Callable[[Any], Any]
+) -> tuple[list[float], list[float]]:
+    """(x, y) where the record has a finite x; y is NaN (a gap) where it has no value."""
+    out_x, out_y = [], []
+    for x, rec in zip(xs, records):
+        if math.isfinite(x):
+            out_x.append(x)
+            out_y.append(_num(value(rec)))
+    return out_x, out_y
+
+
+def _epoch_xs(history: Sequence[Mapping[str, Any]]) -> list[float]:
+    return [_epochs_done(rec, i) for i, rec in enumerate(history)]
+
+
+def _rel(key: str) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda rec: relative_signals(rec)[key]
+
+
+def _baseline(s: _Series, key: str) -> float | None:
+    for rec in s.history:
+        v = _num(rec.get(key))
         if math.isfinite(v):
             return v
     return None
+
+
+def _warmup_end(s: _Series) -> float | None:
+    """The epoch where the learning rate peaks after rising: the end of the warm-up."""
+    xs, lrs = _series_xy(s.steps, _step_epochs(s.steps), lambda r: r.get("lr"))
+    pts = [(x, y) for x, y in zip(xs, lrs) if math.isfinite(y)]
+    if len(pts) < 2:
+        return None
+    i = max(range(len(pts)), key=lambda j: pts[j][1])
+    return pts[i][0] if i > 0 and pts[i][1] > pts[0][1] else None
+
+
+def _has(series: Sequence[_Series], value: Callable[[Any], Any]) -> bool:
+    return any(math.isfinite(_num(value(rec))) for s in series for rec in s.history)
 
 
 def training_curves(
@@ -155,196 +228,370 @@ def training_curves(
     steps: Sequence[Mapping[str, Any]] | None = None,
     title: str | None = None,
     show_knn: bool = True,
-    panel_size: tuple[float, float] = (4.2, 3.6),
+    panel_size: tuple[float, float] = (3.3, 2.7),
 ) -> Any:
-    """Loss (left) next to representation std (right) and kNN accuracy per epoch.
+    """The training figure: loss and kNN next to the collapse signals, each against its level.
 
-    The std panel is the collapse monitor of SimSiam [0]: the mean per-dimension std of
-    L2-normalised outputs (``rep_std``; the training engine records the head output the loss
-    sees) is about ``1/sqrt(d)`` (``rep_std_ref``) when the outputs spread over the sphere and
-    falls to 0 when they collapse. The panel draws that reference, shades the collapse
-    zone (below 10% of it) and writes a warning when the latest value lies inside it.
+    Panels (those with data):
+
+    - **Training loss** on the epoch axis: per step (faint) and per epoch, with the learning-rate
+      warm-up shaded (the loss often rises there, while the learning rate grows).
+    - **kNN accuracy** on held-out images, starting from ``knn_acc_init`` (the same backbone
+      before step 1) at epoch 0, with that random-init baseline dashed.
+    - **Representation std** (the collapse monitor of SimSiam [0]) against its healthy level,
+      on a log axis: the projector output's std over ``1/sqrt(d)`` and the backbone's
+      held-out std over its value before training. 1 is healthy; the red zone is collapse.
+    - **Effective rank** (RankMe [1]) of the backbone's and projector's held-out features, as a
+      fraction of the value before training.
+    - **DINO teacher** (DINO runs): the teacher's per-image entropy as a fraction of log K
+      (1: uniform output), the entropy of its batch-mean output (0: every image on one
+      dimension) and the teacher-student KL, the paper's collapse signals [2].
+
+    A box names what collapsed when a run's last epoch has a signal in its collapse zone
+    (the zones and thresholds are those of ``workbench.eval.collapse``, which raises the
+    events).
 
     - [0]: SimSiam, 2021, https://arxiv.org/abs/2011.10566
+    - [1]: RankMe, ICML 2023, https://arxiv.org/abs/2210.02885
+    - [2]: DINO, 2021, https://arxiv.org/abs/2104.14294 (Sec. 5.3, Fig. 7)
 
     Args:
         history_or_runs: A list of epoch records (dicts with ``epoch``, ``loss``, ``rep_std``,
             ``rep_std_ref``, ``knn_acc``, ...; step records with ``type="step"`` may be mixed
-            in), a Run (anything with ``.history``, optionally ``.steps``, ``.config``,
-            ``.name``), or a list of Runs to overlay (one colour per run, legend by run name).
-        steps: Per-step records (``step``, ``loss``) for a single run; drawn as a faint line
-            under the per-epoch loss. Defaults to the run's ``.steps``.
+            in), a Run (anything with ``.history``, optionally ``.steps``, ``.name``), or a
+            list of Runs to overlay (one colour per run, named in the figure's legend).
+        steps: Per-step records (``step``, ``loss``, ``lr``) for a single run. Defaults to
+            the run's ``.steps``.
         title: Figure title.
-        show_knn: Add the kNN accuracy panel when any epoch has a ``knn_acc`` value.
+        show_knn: Add the kNN accuracy panel when any epoch has a kNN value.
         panel_size: (width, height) of one panel in inches.
 
     Returns:
-        A ``matplotlib.figure.Figure`` (not registered with pyplot) with 2 or 3 axes: loss,
-        representation std and, when there are kNN values, kNN accuracy. Partial data (one
-        step, no epoch yet) gives the same panels with what there is.
+        A ``matplotlib.figure.Figure`` (not registered with pyplot). Partial data (one step, no
+        epoch yet) gives the loss and std panels with what there is.
 
     Raises:
         ValueError: An input that is neither records, a Run nor a list of Runs.
     """
+    import matplotlib as mpl
+
     from workbench.plots.common import new_figure
 
     series = _to_series(history_or_runs, steps)
     overlay = len(series) > 1
-    has_knn = show_knn and any(
-        math.isfinite(_num(rec.get("knn_acc"))) for s in series for rec in s.history
-    )
-    n_panels = 3 if has_knn else 2
-    fig = new_figure(panel_size[0] * n_panels, panel_size[1])
-    axes = fig.subplots(1, n_panels, squeeze=False)[0]
-    ax_loss, ax_std = axes[0], axes[1]
-    colors = [f"C{i % 10}" for i in range(len(series))]
+    panels = [LOSS_TITLE]
+    if show_knn and _has(series, lambda r: r.get("knn_acc")):
+        panels.append(KNN_TITLE)
+    panels.append(STD_TITLE)
+    if _has(series, _rel("rankme_backbone_frac")) or _has(series, _rel("rankme_projector_frac")):
+        panels.append(RANK_TITLE)
+    if _has(series, _rel("teacher_entropy_frac")):
+        panels.append(DINO_TITLE)
+    # Up to 3 panels in a row; 4 in a square; 5 with loss and kNN above the collapse panels
+    # (the free slot holds an overlay's legend).
+    slots = {4: [0, 1, 2, 3], 5: [0, 1, 3, 4, 5]}.get(len(panels), list(range(len(panels))))
+    ncols = 2 if len(panels) == 4 else min(3, len(panels))
+    nrows = math.ceil((max(slots) + 1) / ncols)
+    legend_rows = 0.0 if not overlay or len(panels) == 5 else 0.3 * math.ceil(len(series) / 3)
+    with mpl.rc_context(FONTS):  # type: ignore[arg-type]
+        fig = new_figure(panel_size[0] * ncols, panel_size[1] * nrows + legend_rows)
+        grid = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        free = [ax for i, ax in enumerate(grid) if i not in slots]
+        for ax in free:
+            ax.axis("off")
+        axes = dict(zip(panels, [grid[i] for i in slots]))
+        colors = [f"C{i % 10}" for i in range(len(series))]
+        _loss_panel(axes[LOSS_TITLE], series, colors, overlay)
+        if KNN_TITLE in axes:
+            _knn_panel(axes[KNN_TITLE], series, colors, overlay)
+        _std_panel(axes[STD_TITLE], series, colors, overlay)
+        if RANK_TITLE in axes:
+            _rank_panel(axes[RANK_TITLE], series, colors, overlay)
+        if DINO_TITLE in axes:
+            _dino_panel(axes[DINO_TITLE], series, colors, overlay)
+        for ax in axes.values():
+            ax.grid(alpha=0.3)
+            ax.set_xlabel("epoch")
+            ax.set_xlim(left=0)
+            # Below the panel, so that the curves and the zone labels stay uncovered: what each
+            # line is (one run) or what each line style means (overlay; colours are the runs).
+            handles = _style_key(ax) if overlay else ax.get_legend_handles_labels()[0]
+            if handles:
+                ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.22),
+                          ncol=2, frameon=False, handlelength=1.8, columnspacing=1.0)  # fmt: skip
+        if overlay:
+            from matplotlib.lines import Line2D
 
-    # Loss: per-step (faint) and per-epoch (solid), both against the optimizer step when known.
-    by_step = any(s.steps for s in series) or any("step" in r for s in series for r in s.history)
-    x_label = "step" if by_step else "epoch"
-    x_epoch = _by_key("step") if by_step else _epochs_done
+            handles = [
+                Line2D([], [], color=c, lw=2.5, label=s.name or f"run {i + 1}")
+                for i, (s, c) in enumerate(zip(series, colors))
+            ]
+            if free:
+                free[0].legend(handles=handles, loc="center", frameon=False, title="runs")
+            else:
+                fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
+        if not _collapse_warning(fig, series, overlay, title) and title:
+            fig.suptitle(title)
+    return fig
+
+
+def _label(s: _Series, overlay: bool, what: str, primary: bool = True) -> str:
+    """A line's label: what it is (one run), or the run's name (overlay; + what, if secondary)."""
+    if not overlay:
+        return what
+    name = s.name or "run"
+    return name if primary else f"{name} · {what}"
+
+
+def _loss_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overlay: bool) -> None:
     for s, color in zip(series, colors):
-        prefix = f"{s.name} " if overlay and s.name else ""
         if s.steps:
-            xs, ys = _xy(s.steps, _by_key("step"), "loss")
-            ax_loss.plot(
+            xs, ys = _series_xy(s.steps, _step_epochs(s.steps), lambda r: r.get("loss"))
+            ax.plot(
                 xs,
                 ys,
                 color=color,
                 alpha=0.35,
                 lw=1,
                 marker="." if len(xs) < 3 else None,
-                label=f"{prefix}loss per step",
+                label=_label(s, overlay, "per step", primary=False),
+                gid="per step",
             )
-        xs, ys = _xy(s.history, x_epoch, "loss")
+        xs, ys = _series_xy(s.history, _epoch_xs(s.history), lambda r: r.get("loss"))
         if xs:
-            ax_loss.plot(
-                xs, ys, color=color, lw=2, marker="o", ms=4, label=f"{prefix}loss per epoch"
+            ax.plot(
+                xs,
+                ys,
+                color=color,
+                lw=2,
+                marker="o",
+                ms=4,
+                label=_label(s, overlay, "per epoch"),
+                gid="per epoch",
             )
-    ax_loss.set_xlabel(x_label)
-    ax_loss.set_ylabel("loss")
-    ax_loss.set_title("Training loss")
+    end = _warmup_end(series[0])
+    if end is not None:
+        ax.axvspan(0, end, color="0.5", alpha=0.15, lw=0, label=WARMUP_LABEL)
+    ax.set_ylabel("loss")
+    ax.set_title(LOSS_TITLE)
 
-    # Representation std with the healthy reference and the collapse zone.
-    refs: list[tuple[float, str, str | None]] = []  # (ref, colour, run name)
-    warnings: list[str] = []
+
+def _knn_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overlay: bool) -> None:
+    for s, color in zip(series, colors):
+        init = _baseline(s, "knn_acc_init")
+        xs, ys = _series_xy(s.history, _epoch_xs(s.history), lambda r: r.get("knn_acc"))
+        if init is not None:  # the curve starts where the run started: random init, epoch 0
+            xs, ys = [0.0, *xs], [init, *ys]
+            ax.axhline(
+                init,
+                color=color,
+                ls="--",
+                lw=1.2,
+                label=_label(s, overlay, f"{RANDOM_INIT_LABEL} ({init:.2f})", False),
+                gid=RANDOM_INIT_LABEL,
+            )
+        if any(math.isfinite(y) for y in ys):
+            ax.plot(
+                xs,
+                ys,
+                color=color,
+                lw=2,
+                marker="o",
+                ms=4,
+                label=_label(s, overlay, "trained"),
+                gid="trained",
+            )
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (held-out)")
+    ax.set_title(KNN_TITLE)
+
+
+def _levels(ax: Any, healthy: str, zone_top: float, zone: str) -> None:
+    """The healthy level (dotted, at 1) and the collapse zone (red), named on the plot itself."""
+    ax.axhline(1.0, color="black", ls=":", lw=1.2)
+    ax.axhspan(ax.get_ylim()[0], zone_top, color="red", alpha=0.12, lw=0)
+    for y, text, color, va, x, ha in (
+        (1.0, healthy, "black", "bottom", 0.01, "left"),
+        (zone_top, zone, "red", "top", 0.99, "right"),
+    ):
+        ax.annotate(
+            text,
+            xy=(x, y),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 1 if va == "bottom" else -1),
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            fontsize=_SMALL,
+            color=color,
+        )
+
+
+def _plain_log_ticks(ax: Any) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def _std_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overlay: bool) -> None:
+    ax.set_yscale("log")
+    values: list[float] = []
     for s, color in zip(series, colors):
         if not overlay and s.steps:  # live view: the training batches' std before epoch ends
-            sx, sy = _xy(s.steps, _epoch_fraction, "rep_std")
-            if sx:
-                ax_std.plot(
-                    sx,
-                    sy,
+            xs, ys = _series_xy(s.steps, _step_epochs(s.steps), _rel("rep_std_rel"))
+            if xs:
+                ax.plot(
+                    xs,
+                    ys,
                     color=color,
                     alpha=0.35,
                     lw=1,
-                    marker="." if len(sx) < 3 else None,
-                    label="rep std per step",
+                    marker="." if len(xs) < 3 else None,
+                    label="projector, per step",
                 )
-        xs, ys = _xy(s.history, _epochs_done, "rep_std")
-        label = s.name if overlay and s.name else "rep std per epoch"
-        if xs:
-            ax_std.plot(xs, ys, color=color, lw=2, marker="o", ms=4, label=label)
-        elif not overlay and s.steps:
-            ys = _xy(s.steps, _epoch_fraction, "rep_std")[1]
-        ref = _reference(s)
-        if ref is not None:
-            refs.append((ref, color, s.name))
-            last = _last_finite(ys)
-            if last is not None and last < COLLAPSE_FRACTION * ref:
-                who = f"{s.name}: " if overlay and s.name else ""
-                warnings.append(
-                    f"{who}COLLAPSE? std {last:.2g}\nbelow 10% of 1/sqrt(d) = {ref:.2g}"
+                values += ys
+        ex = _epoch_xs(s.history)
+        for key, what, ls, primary in (
+            ("rep_std_rel", "projector / 1/sqrt(d)", "-", True),
+            ("rep_std_backbone_rel", "backbone / before training", "--", False),
+        ):
+            xs, ys = _series_xy(s.history, ex, _rel(key))
+            if any(math.isfinite(y) for y in ys):
+                ax.plot(
+                    xs,
+                    ys,
+                    color=color,
+                    lw=2,
+                    ls=ls,
+                    marker="o",
+                    ms=4,
+                    label=_label(s, overlay, what, primary),
+                    gid=what,
                 )
-    distinct = sorted({round(r, 12) for r, _, _ in refs})
-    for i, ref in enumerate(distinct):
-        one = len(distinct) == 1
-        color = "black" if one else next(c for r, c, _ in refs if round(r, 12) == ref)
-        dim = round(1.0 / ref**2)
-        ax_std.axhline(
-            ref, color=color, ls="--", lw=1.2, label=f"{REFERENCE_LABEL} = {ref:.3g} (d={dim})"
-        )
-        # Name the line on the plot too, so a screenshot without the legend still reads.
-        ax_std.annotate(
-            f"{REFERENCE_LABEL}" + ("" if one else f" (d={dim})"),
-            xy=(0.01, ref),
-            xycoords=("axes fraction", "data"),
-            xytext=(0, 2),
-            textcoords="offset points",
-            va="bottom",
-            fontsize=7,
-            color=color,
-        )
-        ax_std.axhspan(
-            0,
-            COLLAPSE_FRACTION * ref,
-            color="red",
-            alpha=0.15,
-            lw=0,
-            label=COLLAPSE_LABEL if i == 0 else None,
-        )
-    if refs:
-        ax_std.set_ylim(bottom=0, top=max(ax_std.get_ylim()[1], 1.4 * max(distinct)))
-        ax_std.annotate(
-            "collapse",
-            xy=(0.99, COLLAPSE_FRACTION * min(distinct)),
-            xycoords=("axes fraction", "data"),
-            xytext=(0, -1),
-            textcoords="offset points",
-            ha="right",
-            va="top",
-            fontsize=7,
-            color="red",
-        )
-    if not any(s.history for s in series) and not ax_std.get_lines():
-        ax_std.text(
+                values += ys
+    finite = [v for v in values if math.isfinite(v) and v > 0]
+    lo = min([STD_FRACTION / 3, *(v / 2 for v in finite)])
+    hi = max([3.0, *(v * 2 for v in finite)])
+    ax.set_ylim(lo, hi)
+    _plain_log_ticks(ax)
+    _levels(ax, HEALTHY_LABEL, STD_FRACTION, f"{COLLAPSE_LABEL} (< {STD_FRACTION:.0%})")
+    if not any(s.history for s in series) and not finite:
+        ax.text(
             0.5,
             0.55,
             "waiting for the first epoch",
-            transform=ax_std.transAxes,
+            transform=ax.transAxes,
             ha="center",
             va="center",
             color="0.4",
         )
-    if warnings:
-        ax_std.text(
-            0.5,
-            0.62,
-            "\n".join(warnings),
-            transform=ax_std.transAxes,
-            ha="center",
-            va="center",
-            color="white",
-            fontsize=8,
-            fontweight="bold",
-            bbox={"boxstyle": "round", "facecolor": "red", "alpha": 0.85},
-        )
-    ax_std.set_xlabel("epoch")
-    ax_std.set_ylabel("std of L2-normalised outputs")
-    ax_std.set_title("Representation std (collapse monitor)")
+    ax.set_ylabel("std / healthy level")
+    ax.set_title(STD_TITLE)
 
-    if has_knn:
-        ax_knn = axes[2]
-        for s, color in zip(series, colors):
-            xs, ys = _xy(s.history, _epochs_done, "knn_acc")
+
+def _rank_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overlay: bool) -> None:
+    top = 1.5
+    for s, color in zip(series, colors):
+        ex = _epoch_xs(s.history)
+        for key, what, ls, primary in (
+            ("rankme_projector_frac", "projector", "-", True),
+            ("rankme_backbone_frac", "backbone", "--", False),
+        ):
+            xs, ys = _series_xy(s.history, ex, _rel(key))
             if any(math.isfinite(y) for y in ys):
-                label = s.name if overlay and s.name else "kNN accuracy"
-                ax_knn.plot(xs, ys, color=color, lw=2, marker="o", ms=4, label=label)
-        ax_knn.set_ylim(0, 1)
-        ax_knn.set_xlabel("epoch")
-        ax_knn.set_ylabel("accuracy (validation split)")
-        ax_knn.set_title("kNN accuracy")
+                ax.plot(
+                    xs,
+                    ys,
+                    color=color,
+                    lw=2,
+                    ls=ls,
+                    marker="o",
+                    ms=4,
+                    label=_label(s, overlay, what, primary),
+                    gid=what,
+                )
+                top = max(top, *(1.15 * y for y in ys if math.isfinite(y)))
+    ax.set_ylim(0, top)
+    _levels(
+        ax, "before training", RANK_FRACTION, f"{COLLAPSE_LABEL} (backbone < {RANK_FRACTION:.0%})"
+    )
+    ax.set_ylabel("rank / rank before training")
+    ax.set_title(RANK_TITLE)
 
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[1]:
-            # Below the panel: the curves and the reference line stay uncovered.
-            ax.legend(
-                fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False
-            )
-    if title:
-        fig.suptitle(title)
-    return fig
+
+def _dino_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overlay: bool) -> None:
+    top = 1.05
+    for s, color in zip(series, colors):
+        ex = _epoch_xs(s.history)
+        for value, what, ls, primary in (
+            (_rel("teacher_entropy_frac"), "entropy / log K", "-", True),
+            (_rel("teacher_batch_entropy_frac"), "batch-mean entropy / log K", "--", False),
+            (lambda r: r.get("teacher_student_kl"), "teacher-student KL (nats)", ":", False),
+        ):
+            xs, ys = _series_xy(s.history, ex, value)
+            if any(math.isfinite(y) for y in ys):
+                ax.plot(xs, ys, color=color, lw=2, ls=ls, marker="o", ms=4,
+                        label=_label(s, overlay, what, primary), gid=what)  # fmt: skip
+                top = max(top, *(1.1 * y for y in ys if math.isfinite(y)))
+    ax.set_ylim(0, top)
+    ax.axhspan(UNIFORM_ENTROPY, top, color="red", alpha=0.12, lw=0)
+    ax.axhspan(0, ONE_DIM_ENTROPY, color="red", alpha=0.12, lw=0)
+    for y, text, va in ((top, "uniform (entropy)", "top"), (0, "one dimension (batch)", "bottom")):
+        ax.annotate(
+            text,
+            xy=(0.99, y),
+            xycoords=("axes fraction", "data"),
+            ha="right",
+            va=va,
+            fontsize=_SMALL,
+            color="red",
+        )
+    ax.set_ylabel("fraction of log K / nats")
+    ax.set_title(DINO_TITLE)
+
+
+def _style_key(ax: Any) -> list[Any]:
+    """An overlay panel's key to its line styles, in grey (the colours are the runs).
+
+    Returns:
+        Legend handles; none when the panel draws one style only.
+    """
+    from matplotlib.lines import Line2D
+
+    seen: dict[str, Line2D] = {}
+    for line in ax.get_lines():
+        what = line.get_gid()
+        if what and what not in seen:
+            style = {"lw": line.get_linewidth(), "alpha": line.get_alpha(),
+                     "ls": line.get_linestyle()}  # fmt: skip
+            seen[what] = Line2D([], [], color="0.35", label=what, **style)
+    return list(seen.values()) if len(seen) > 1 else []
+
+
+def _collapse_warning(
+    fig: Any, series: Sequence[_Series], overlay: bool, title: str | None
+) -> bool:
+    """Under the title, in red: what collapsed, for each run whose last full epoch is in a zone.
+
+    Returns:
+        True when there is a warning (it carries the figure's title then).
+    """
+    from matplotlib.patches import Patch
+
+    lines = []
+    for s in series:
+        full = [r for r in s.history if not r.get("partial")]
+        found = findings(full[-1]) if full else []
+        if found:
+            who = f"{s.name}: " if overlay and s.name else ""
+            labels = ", ".join(dict.fromkeys(f.label for f in found))
+            lines.append(f"{who}COLLAPSE: {labels}")
+    if lines:
+        fig.legend(handles=[Patch(facecolor="red", alpha=0.85) for _ in lines], labels=lines,
+                   loc="outside upper center", labelcolor="red", frameon=False,
+                   prop={"weight": "bold", "size": 10}, title=title,
+                   title_fontproperties={"size": 12})  # fmt: skip
+    return bool(lines)
 
 
 def figure_line_data(fig: Any) -> dict[str, dict[str, tuple[list[float], list[float]]]]:

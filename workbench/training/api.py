@@ -313,6 +313,7 @@ def resolve_config(
         "method": method,
         "model": model_name if isinstance(model_name, str) else "custom",
         "data": data if isinstance(data, (str, Path)) else ds.name,
+        "data_is_spec": isinstance(data, (str, Path)),  # False: an in-memory ImageDataset
         "dataset": repr(ds),
         "num_images": len(ds),
         "num_train": len(train_idx),
@@ -619,7 +620,8 @@ def train(
             config["feature_dim"],
             readback_every=config["readback_every"],
             stop_file=stop_file,
-            backbone_std_init=_baseline_of(prior),
+            method=config["method"],
+            history=prior.history if prior is not None else (),
         )
         users.call("on_start", Run(out))
         trainer = build_trainer(plan, [monitor], out)
@@ -649,16 +651,6 @@ def train(
     run = Run(out)
     users.call("on_end", run)
     return run
-
-
-def _baseline_of(prior: Run | None) -> float | None:
-    """The backbone-std baseline a run measured at its first start (kept across resume)."""
-    if prior is None:
-        return None
-    for rec in prior.history:
-        if rec.get("rep_std_backbone_init") is not None:
-            return float(rec["rep_std_backbone_init"])
-    return None
 
 
 def _final_status(out: Path, monitor: Any) -> str:

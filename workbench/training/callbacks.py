@@ -14,12 +14,15 @@ import lightning as L
 import numpy as np
 import torch
 
+from workbench.eval.collapse import (
+    BASELINE_KEYS,
+    CollapseDetector,
+    baselines_of,
+    relative_signals,
+)
 from workbench.eval.knn import knn_accuracy
-from workbench.eval.std import std_of_l2_normalized, std_of_l2_normalized_tensor
+from workbench.eval.std import rankme, std_of_l2_normalized, std_of_l2_normalized_tensor
 from workbench.runs import BACKBONE, CHECKPOINT, RunWriter, atomic_write_bytes
-
-COLLAPSE_FRACTION = 0.1  # head std below 10% of 1/sqrt(d), or backbone std below 10% of its
-COLLAPSE_EPOCHS = 3  # value at initialisation, for this many epochs in a row: collapse event
 
 
 class UserCallbacks:
@@ -143,7 +146,9 @@ class MonitorCallback(L.Callback):
         knn_t: kNN temperature.
         readback_every: Steps between read-backs (1 on CPUs, where reading back costs nothing).
         stop_file: A file whose existence is a stop request (ranks in child processes).
-        backbone_std_init: The backbone-std baseline of a resumed run (None: measure it).
+        method: The method's name (for the collapse hints).
+        history: Epoch records of a resumed run's earlier sessions: their baselines are kept
+            and the collapse detector continues from them.
     """
 
     def __init__(
@@ -158,7 +163,8 @@ class MonitorCallback(L.Callback):
         knn_t: float = 0.1,
         readback_every: int = 1,
         stop_file: Path | None = None,
-        backbone_std_init: float | None = None,
+        method: str = "",
+        history: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.writer, self.users, self.eval_set = writer, users, eval_set
         self.batch_size, self.epochs, self.feature_dim = batch_size, epochs, feature_dim
@@ -167,33 +173,37 @@ class MonitorCallback(L.Callback):
         self.stop_file = stop_file
         self.stopped = False
         self.failed: str | None = None
-        self.low_std_epochs = 0
-        self.collapse_reported = False
+        self.detector = CollapseDetector(method, history)
         self._t_start = time.perf_counter()
         self._t_last = self._t_start
         self._epoch_t0 = self._t_start
         self._epoch_losses: list[float] = []
         self._epoch_proj_std: list[float] = []
         self._epoch_feat_std: list[float] = []
+        self._epoch_signals: dict[str, list[float]] = {}
         self._rate: float | None = None
-        self._pending: list[tuple[dict[str, Any], torch.Tensor]] = []
+        self._pending: list[tuple[dict[str, Any], list[str], torch.Tensor]] = []
         self._stop_requested = False
         self._nonfinite_step: int | None = None
         self.proj_dim: int | None = None
-        self.backbone_std_init: float | None = backbone_std_init
+        self.baselines: dict[str, float] = baselines_of(history)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Measure the backbone's held-out std at initialisation (the backbone-collapse floor).
+        """Measure the baselines on held-out images before step 1 (first start only).
 
-        A head that ends in BatchNorm (SimSiam) keeps its output std up while the backbone
-        collapses, so the backbone is compared with itself at the start; post-ReLU backbone
-        features sit far below 1/sqrt(d) even when healthy, so 1/sqrt(d) is no reference there.
-        A resumed run keeps the baseline of its first start.
+        ``knn_acc_init`` is the random-init kNN every view compares against. A projector that
+        ends in BatchNorm (SimSiam) keeps its output std up while the backbone collapses, so
+        the backbone's std and rank are compared with the same backbone before training;
+        post-ReLU backbone features sit far below 1/sqrt(d) even when healthy, so 1/sqrt(d) is
+        no reference there. A resumed run keeps the baselines of its first start.
         """
-        if self.eval_set is not None and self.backbone_std_init is None:
-            self.backbone_std_init = self._monitor(trainer, pl_module, knn=False).get(
-                "rep_std_backbone"
-            )
+        if self.eval_set is not None and not self.baselines:
+            at_init = self._monitor(trainer, pl_module)
+            self.baselines = {
+                key: float(at_init[key.removesuffix("_init")])
+                for key in BASELINE_KEYS
+                if at_init.get(key.removesuffix("_init")) is not None
+            }
 
     def event(self, trainer: L.Trainer, kind: str, message: str) -> None:
         """Record an event (history, train.log, user callbacks)."""
@@ -214,6 +224,7 @@ class MonitorCallback(L.Callback):
         """Reset the per-epoch accumulators."""
         self._epoch_t0 = self._t_last = time.perf_counter()
         self._epoch_losses, self._epoch_proj_std, self._epoch_feat_std = [], [], []
+        self._epoch_signals = {}
 
     def _stop_asked(self) -> bool:
         """A local stop request: a user callback, or the stop file (cheap: polled every batch)."""
@@ -236,18 +247,20 @@ class MonitorCallback(L.Callback):
         dt, self._t_last = now - self._t_last, now
         rate = self.batch_size * trainer.world_size / max(dt, 1e-9)
         self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
-        # The collapse monitor watches the head output (what the loss sees, as in Lightly's
-        # tutorials); the backbone's std is recorded too. Post-ReLU backbone features are all
-        # positive, so their std sits far below 1/sqrt(d) even when healthy.
+        # Per step, on the training batch: the stds of the head output (what the loss sees, as
+        # in Lightly's tutorials) and of the backbone features, and the method's own signals.
+        # The collapse decision uses the held-out epoch values (eval.collapse).
         finite = module.finite if module.finite is not None else torch.isfinite(out.loss.detach())
+        signals = {k: v for k, v in out.extras.items() if isinstance(v, torch.Tensor)}
         values = torch.stack(
             [
                 out.loss.detach().float(),
                 std_of_l2_normalized_tensor(out.projections),
                 std_of_l2_normalized_tensor(out.features),
                 finite.float(),
+                *(v.detach().float().reshape(()) for v in signals.values()),
             ]
-        )  # (4,) on the training device
+        )  # (4 + method signals,) on the training device
         self.proj_dim = int(out.projections.shape[1])
         host = {
             "type": "step",
@@ -259,9 +272,9 @@ class MonitorCallback(L.Callback):
             "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
             "images_per_s": float(self._rate),
             "seconds": now - self._t_start,
-            **{k: float(v) for k, v in out.extras.items()},
+            **{k: float(v) for k, v in out.extras.items() if k not in signals},
         }
-        self._pending.append((host, values))
+        self._pending.append((host, list(signals), values))
         last = batch_idx + 1 >= trainer.num_training_batches or (
             0 < trainer.max_steps <= trainer.global_step
         )
@@ -278,16 +291,23 @@ class MonitorCallback(L.Callback):
     def _write_pending(self, trainer: L.Trainer) -> None:
         """Read the queued values back (one sync) and write their step records."""
         pending, self._pending = self._pending, []
-        rows = torch.stack([v for _, v in pending]).tolist() if pending else []
-        for (host, _), (loss, proj_std, feat_std, finite) in zip(pending, rows, strict=True):
+        flat = torch.cat([v for _, _, v in pending]).tolist() if pending else []
+        at = 0
+        for host, names, v in pending:
+            row, at = flat[at : at + len(v)], at + len(v)
+            loss, proj_std, feat_std, finite = row[:4]
             if not finite:
                 if self._nonfinite_step is None:
                     self._nonfinite_step = host["step"] - 1  # the step that produced it
                 continue
-            rec = {**host, "loss": loss, "rep_std": proj_std, "rep_std_backbone": feat_std}
+            signals = dict(zip(names, row[4:], strict=True))
+            rec = {**host, "loss": loss, "rep_std": proj_std, "rep_std_backbone": feat_std,
+                   **signals}  # fmt: skip
             self._epoch_losses.append(loss)
             self._epoch_proj_std.append(proj_std)
             self._epoch_feat_std.append(feat_std)
+            for k, x in signals.items():
+                self._epoch_signals.setdefault(k, []).append(x)
             if trainer.is_global_zero:
                 self.writer.record(rec)
                 self.users.call("on_step", rec)
@@ -318,19 +338,29 @@ class MonitorCallback(L.Callback):
             trainer.should_stop = True
             self.event(trainer, "stopped", f"Stopped by request after step {trainer.global_step}.")
 
-    def _monitor(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, knn: bool = True
-    ) -> dict[str, Any]:
+    def _monitor(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """Held-out signals: backbone std and rank, projector rank, kNN accuracy."""
         es = self.eval_set
-        if es is None:
+        if es is None or len(es.query) < 2:
             return {}
         module: Any = pl_module
-        backbone = module.method.backbone
+        method = module.method
         dev, cl = pl_module.device, module.channels_last
-        q = es.features(backbone, es.query, dev, cl)
-        res: dict[str, Any] = {"rep_std_backbone": std_of_l2_normalized(q)}
-        if knn and es.bank_labels is not None and es.query_labels is not None and len(q):
-            bank = es.features(backbone, es.bank, dev, cl)
+        q = es.features(method.backbone, es.query, dev, cl)
+        res: dict[str, Any] = {"rep_std_backbone": std_of_l2_normalized(q),
+                               "rankme_backbone": rankme(q)}  # fmt: skip
+        modes = {m: m.training for m in method.modules()}
+        method.eval()  # the projector as at inference (BatchNorm on its running statistics)
+        try:
+            with torch.no_grad():
+                z = method.project(q)
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+        if z is not None:
+            res["rankme_projector"] = rankme(z.float())
+        if es.bank_labels is not None and es.query_labels is not None:
+            bank = es.features(method.backbone, es.bank, dev, cl)
             res["knn_acc"] = float(
                 knn_accuracy(
                     bank, es.bank_labels, q, es.query_labels, k=self.knn_k, temperature=self.knn_t
@@ -358,6 +388,8 @@ class MonitorCallback(L.Callback):
             backbone_std = float(np.mean(self._epoch_feat_std))
         module: Any = pl_module
         extras = module.last_output.extras if module.last_output is not None else {}
+        extras = {k: v for k, v in extras.items() if not isinstance(v, torch.Tensor)}
+        signals = {k: float(np.mean(v)) for k, v in self._epoch_signals.items() if v}
         rec = {
             "type": "epoch",
             "epoch": int(trainer.current_epoch),
@@ -368,8 +400,10 @@ class MonitorCallback(L.Callback):
             "rep_std_ref": ref,
             "rep_std_backbone": backbone_std,
             "rep_std_backbone_ref": 1 / math.sqrt(self.feature_dim),
-            "rep_std_backbone_init": self.backbone_std_init,
+            "rankme_backbone": monitor.get("rankme_backbone"),
+            "rankme_projector": monitor.get("rankme_projector"),
             "knn_acc": monitor.get("knn_acc"),
+            **{key: self.baselines.get(key) for key in BASELINE_KEYS},
             "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
             "images_per_s": n_steps
             * self.batch_size
@@ -377,46 +411,24 @@ class MonitorCallback(L.Callback):
             / max(seconds_epoch, 1e-9),
             "seconds": time.perf_counter() - self._t_start,
             **{k: float(v) for k, v in extras.items()},
+            **signals,
         }
+        rec.update(relative_signals(rec))
         if partial:
             rec["partial"] = True
         if trainer.is_global_zero:
             self.writer.record(rec)
             knn = f", kNN {rec['knn_acc']:.3f}" if rec["knn_acc"] is not None else ""
+            if knn and rec["knn_acc_init"] is not None:
+                knn += f" (random init {rec['knn_acc_init']:.3f})"
             self.writer.log(
                 f"epoch {rec['epoch'] + 1}/{self.epochs}: loss {rec['loss']:.4f}, "
                 f"std {rep_std:.4f} (healthy ~{ref:.4f}){knn}, {rec['images_per_s']:.0f} img/s"
             )
             self.users.call("on_epoch", rec)
-        head_low = rep_std is not None and rep_std < COLLAPSE_FRACTION * ref
-        init = self.backbone_std_init
-        backbone_low = bool(
-            init and backbone_std is not None and backbone_std < COLLAPSE_FRACTION * init
-        )
-        self.low_std_epochs = self.low_std_epochs + 1 if head_low or backbone_low else 0
-        if self.low_std_epochs >= COLLAPSE_EPOCHS and not self.collapse_reported and backbone_low:
-            self.collapse_reported = True
-            self.event(
-                trainer,
-                "collapse",
-                f"Representation collapse in the backbone: the std of its L2-normalised features "
-                f"on held-out images fell to {backbone_std:.2e}, below 10% of its "
-                f"{init:.2e} at initialisation, for {COLLAPSE_EPOCHS} epochs (the head's output "
-                f"std can stay up behind a BatchNorm). The features carry almost no "
-                f"information; check the predictor/stop-gradient, the learning rate and the "
-                f"augmentations.",
-            )
-        elif self.low_std_epochs >= COLLAPSE_EPOCHS and not self.collapse_reported:
-            self.collapse_reported = True
-            self.event(
-                trainer,
-                "collapse",
-                f"Representation collapse: std of L2-normalised outputs {rep_std:.2e} has "
-                f"been below 10% of the healthy 1/sqrt(d) = {ref:.3f} for "
-                f"{COLLAPSE_EPOCHS} epochs. The features carry almost no information; "
-                f"check the method's predictor/momentum, the learning rate and the "
-                f"augmentations.",
-            )
+        if not partial:
+            for kind, message in self.detector.update(rec):
+                self.event(trainer, kind, message)
         self.save(trainer, pl_module)
 
     def _partial(self, trainer: L.Trainer) -> bool:

@@ -122,6 +122,35 @@ def knn_table_html(
     )
 
 
+def recorded_knn(source: Any) -> dict[str, float] | None:
+    """The kNN a run recorded while training: the last epoch's and ``knn_acc_init``.
+
+    Args:
+        source: A Run or a run folder; anything else gives None.
+    """
+    from workbench.runs import METRICS, Run, load_run
+
+    if isinstance(source, (str, Path)) and (Path(source) / METRICS).is_file():
+        source = load_run(source)
+    if not isinstance(source, Run):
+        return None
+    last = next((h for h in reversed(source.history) if h.get("knn_acc") is not None), None)
+    if last is None or last.get("knn_acc_init") is None:
+        return None
+    return {"knn_acc": float(last["knn_acc"]), "knn_acc_init": float(last["knn_acc_init"])}
+
+
+def recorded_knn_html(rec: dict[str, float] | None) -> str:
+    """One line under the kNN table: the run's own held-out kNN and its random-init baseline."""
+    if rec is None:
+        return ""
+    return (
+        f"<div style='font-size:12px;margin-top:4px'>recorded by the run (held-out split): kNN "
+        f"{rec['knn_acc']:.3f} after training, {rec['knn_acc_init']:.3f} before step 1 "
+        f"(random init)</div>"
+    )
+
+
 class EmbeddingExplorer(widgets.VBox):
     """Interactive map, neighbours, kNN accuracy, comparison and invariance of an embedding.
 
@@ -212,6 +241,7 @@ class EmbeddingExplorer(widgets.VBox):
         self.compare_projection: np.ndarray | None = None
         self.projection_method = "pca"
         self.knn: dict[str, Any] | None = None
+        self.recorded_knn: dict[str, float] | None = None  # the run's own kNN and knn_acc_init
         self.compare_knn: dict[str, Any] | None = None
         self.invariance: dict[str, dict[str, float]] = {}
         self.error = ""
@@ -464,6 +494,7 @@ class EmbeddingExplorer(widgets.VBox):
         emb, model, config = self._resolve(source, "embedding")
         self.model = model if model is not None else self.model
         self._config = config
+        self.recorded_knn = recorded_knn(source)
         self._check(emb, "embedding")
         self.names = (self._name(source, emb, "embedding"), "comparison")
         # In the background, show the instant PCA map first and replace it when UMAP/t-SNE is done.
@@ -868,7 +899,7 @@ class EmbeddingExplorer(widgets.VBox):
         self.knn_html.value = knn_table_html(
             [n for n, _ in reports], [r for _, r in reports], names,
             min(self.knn_k, len(emb) - 1), self.knn_temperature,
-        )  # fmt: skip
+        ) + recorded_knn_html(self.recorded_knn)  # fmt: skip
         for img, (name, r) in zip((self.confusion_image, self.compare_confusion_image), reports):
             img.value = figure_to_png(
                 confusion_matrix_plot(r["confusion"], names, title=f"kNN confusion: {name}")

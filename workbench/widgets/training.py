@@ -214,9 +214,9 @@ def run_label(summary: Mapping[str, Any]) -> str:
         v = num(key, fmt)
         if v is not None:
             parts.append(f"{title} {v}")
-    knn = num("knn_acc", ".1%")
+    knn, init = num("knn_acc", ".1%"), num("knn_acc_init", ".1%")
     if knn is not None:
-        parts.append(f"kNN {knn}")
+        parts.append(f"kNN {knn}" + (f" (random init {init})" if init is not None else ""))
     return " · ".join(parts)
 
 
@@ -1099,7 +1099,7 @@ class TrainingLauncher(widgets.VBox):
             fig = training_curves(live, title=title)
             self.last_figure = fig
             self.last_plot_data = figure_line_data(fig)
-            self.plot.value = figure_to_png(fig, dpi=80, close=False)
+            self.plot.value = figure_to_png(fig, close=False)
             self.plot.layout.display = None
             self.redraw_times.append(time.monotonic())
 
@@ -1136,7 +1136,7 @@ class TrainingLauncher(widgets.VBox):
 
         fig = training_curves([_plotted(r) for r in runs], title=f"{len(runs)} run(s)")
         self.overlay_data = figure_line_data(fig)
-        self.overlay_plot.value = figure_to_png(fig, dpi=80, close=False)
+        self.overlay_plot.value = figure_to_png(fig, close=False)
         self.overlay_plot.layout.display = None
         return fig
 
