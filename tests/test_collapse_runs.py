@@ -23,7 +23,7 @@ INDUCED = {
     "simsiam without predictor": ("simsiam", {"predictor": False}, {"lr": 0.5}, 15, "backbone"),
     "dino with an unsharpened teacher": (
         "dino", {"teacher_temp": 1.0, "warmup_teacher_temp": 1.0}, {}, 15, "uniform"),
-    "dino without centring": ("dino", {"center_momentum": 1.0}, {}, 20, "projector"),
+    "dino without centring": ("dino", {"center_momentum": 1.0}, {}, 60, "projector"),
     "byol without predictor": ("byol", {"predictor": False}, {"lr": 0.5}, 15, "backbone"),
 }  # fmt: skip
 
