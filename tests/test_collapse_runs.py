@@ -21,10 +21,11 @@ INDUCED = {
     "simsiam without predictor and stop-gradient": (
         "simsiam", {"predictor": False, "stop_gradient": False}, {"lr": 0.5}, 15, "backbone"),
     "simsiam without predictor": ("simsiam", {"predictor": False}, {"lr": 0.5}, 15, "backbone"),
+    "simsiam ablated at notebook 03's lr 0.1": (
+        "simsiam", {"predictor": False, "stop_gradient": False}, {"lr": 0.1}, 15, "classes"),
     "dino with an unsharpened teacher": (
         "dino", {"teacher_temp": 1.0, "warmup_teacher_temp": 1.0}, {}, 15, "uniform"),
-    "dino without centring": ("dino", {"center_momentum": 1.0}, {}, 60, "projector"),
-    "byol without predictor": ("byol", {"predictor": False}, {"lr": 0.5}, 15, "backbone"),
+    "byol without predictor": ("byol", {"predictor": False}, {"lr": 0.5}, 15, "classes"),
 }  # fmt: skip
 
 

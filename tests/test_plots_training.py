@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from workbench.eval.collapse import RANK_FRACTION, STD_FRACTION
+from workbench.eval.collapse import RANK_FLOOR, STD_FRACTION
 from workbench.plots.common import figure_to_png
 from workbench.plots.training import (
     DINO_TITLE,
@@ -99,7 +99,7 @@ def test_collapse_box_names_what_collapsed_in_the_last_epoch_only():
         rec["rep_std_backbone"] = 0.5 * STD_FRACTION * rec["rep_std_backbone_init"]
     assert any("backbone features collapsed" in t for t in _texts(training_curves(history)))
     history[-1]["rep_std_backbone"] = 0.01  # healthy again at the end: no box
-    history[-1]["rankme_backbone"] = 0.5 * RANK_FRACTION * 4.0  # ... but the rank is gone
+    history[-1]["rankme_backbone"] = 0.5 * RANK_FLOOR  # ... but the rank is gone
     assert any("COLLAPSE" in t for t in _texts(training_curves(history)))
     history[-1]["rankme_backbone"] = 8.0
     assert not any("COLLAPSE" in t for t in _texts(training_curves(history)))
@@ -150,7 +150,9 @@ def test_live_steps_before_the_first_epoch_show_the_projector_std():
 
 def test_list_of_runs_overlays_one_colour_per_run_with_names():
     h1, s1 = _records(signals=True)
-    h2, _ = _records(std=0.001, signals=True)
+    h2, _ = _records(signals=True)
+    for rec in h2:  # run b's backbone collapses
+        rec["rep_std_backbone"] = 1e-4
     runs = [
         SimpleNamespace(name="a", history=h1, steps=s1, config={}),
         SimpleNamespace(name="b", history=h2, steps=[], config={}),

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.eval.collapse import (
+    KNN_CHANCE_MARGIN,
     ONE_DIM_ENTROPY,
-    RANK_FRACTION,
+    RANK_FLOOR,
     STD_FRACTION,
     UNIFORM_ENTROPY,
     findings,
@@ -317,8 +318,15 @@ def training_curves(
             # line is (one run) or what each line style means (overlay; colours are the runs).
             handles = _style_key(ax) if overlay else ax.get_legend_handles_labels()[0]
             if handles:
-                ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.22),
-                          ncol=2, frameon=False, handlelength=1.8, columnspacing=1.0)  # fmt: skip
+                ax.legend(
+                    handles=handles,
+                    loc="upper center",
+                    bbox_to_anchor=(0.5, -0.22),
+                    ncol=2,
+                    frameon=False,
+                    handlelength=1.8,
+                    columnspacing=1.0,
+                )
         if overlay:
             from matplotlib.lines import Line2D
 
@@ -401,6 +409,21 @@ def _knn_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overla
                 label=_label(s, overlay, "trained"),
                 gid="trained",
             )
+    chance = [v for s in series if (v := _baseline(s, "knn_chance")) is not None]
+    if chance:  # the collapse zone of the kNN signal: within a few points of guessing
+        top = max(chance) + KNN_CHANCE_MARGIN
+        ax.axhspan(0, top, color="red", alpha=0.12, lw=0)
+        ax.annotate(
+            "chance",
+            xy=(0.99, top),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, -1),
+            textcoords="offset points",
+            ha="right",
+            va="top",
+            fontsize=_SMALL,
+            color="red",
+        )
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy (held-out)")
     ax.set_title(KNN_TITLE)
@@ -474,7 +497,7 @@ def _std_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overla
     hi = max([3.0, *(v * 2 for v in finite)])
     ax.set_ylim(lo, hi)
     _plain_log_ticks(ax)
-    _levels(ax, HEALTHY_LABEL, STD_FRACTION, f"{COLLAPSE_LABEL} (< {STD_FRACTION:.0%})")
+    _levels(ax, HEALTHY_LABEL, STD_FRACTION, f"{COLLAPSE_LABEL} (backbone < {STD_FRACTION:.0%})")
     if not any(s.history for s in series) and not finite:
         ax.text(
             0.5,
@@ -512,9 +535,11 @@ def _rank_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overl
                 )
                 top = max(top, *(1.15 * y for y in ys if math.isfinite(y)))
     ax.set_ylim(0, top)
-    _levels(
-        ax, "before training", RANK_FRACTION, f"{COLLAPSE_LABEL} (backbone < {RANK_FRACTION:.0%})"
-    )
+    # The backbone's zone is an absolute rank (RANK_FLOOR directions): on this axis, a fraction
+    # of each run's own start; shaded up to the highest of them.
+    inits = [v for s in series if (v := _baseline(s, "rankme_backbone_init")) and v > 0]
+    zone = max((RANK_FLOOR / v for v in inits), default=0.0)
+    _levels(ax, "before training", zone, f"{COLLAPSE_LABEL} (backbone < {RANK_FLOOR:g} dims)")
     ax.set_ylabel("rank / rank before training")
     ax.set_title(RANK_TITLE)
 
@@ -530,8 +555,17 @@ def _dino_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overl
         ):
             xs, ys = _series_xy(s.history, ex, value)
             if any(math.isfinite(y) for y in ys):
-                ax.plot(xs, ys, color=color, lw=2, ls=ls, marker="o", ms=4,
-                        label=_label(s, overlay, what, primary), gid=what)  # fmt: skip
+                ax.plot(
+                    xs,
+                    ys,
+                    color=color,
+                    lw=2,
+                    ls=ls,
+                    marker="o",
+                    ms=4,
+                    label=_label(s, overlay, what, primary),
+                    gid=what,
+                )
                 top = max(top, *(1.1 * y for y in ys if math.isfinite(y)))
     ax.set_ylim(0, top)
     ax.axhspan(UNIFORM_ENTROPY, top, color="red", alpha=0.12, lw=0)
@@ -562,8 +596,11 @@ def _style_key(ax: Any) -> list[Any]:
     for line in ax.get_lines():
         what = line.get_gid()
         if what and what not in seen:
-            style = {"lw": line.get_linewidth(), "alpha": line.get_alpha(),
-                     "ls": line.get_linestyle()}  # fmt: skip
+            style = {
+                "lw": line.get_linewidth(),
+                "alpha": line.get_alpha(),
+                "ls": line.get_linestyle(),
+            }
             seen[what] = Line2D([], [], color="0.35", label=what, **style)
     return list(seen.values()) if len(seen) > 1 else []
 
@@ -587,10 +624,16 @@ def _collapse_warning(
             labels = ", ".join(dict.fromkeys(f.label for f in found))
             lines.append(f"{who}COLLAPSE: {labels}")
     if lines:
-        fig.legend(handles=[Patch(facecolor="red", alpha=0.85) for _ in lines], labels=lines,
-                   loc="outside upper center", labelcolor="red", frameon=False,
-                   prop={"weight": "bold", "size": 10}, title=title,
-                   title_fontproperties={"size": 12})  # fmt: skip
+        fig.legend(
+            handles=[Patch(facecolor="red", alpha=0.85) for _ in lines],
+            labels=lines,
+            loc="outside upper center",
+            labelcolor="red",
+            frameon=False,
+            prop={"weight": "bold", "size": 10},
+            title=title,
+            title_fontproperties={"size": 12},
+        )
     return bool(lines)
 
 

@@ -102,6 +102,9 @@ class EvalSet:
         self.query, self.query_labels = query, query_labels
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
+        # kNN's chance level: the share of the largest class among the queries
+        counts = np.unique(query_labels, return_counts=True)[1] if query_labels is not None else []
+        self.chance = float(max(counts) / len(query_labels)) if len(counts) else None
 
     @torch.no_grad()
     def features(
@@ -403,6 +406,7 @@ class MonitorCallback(L.Callback):
             "rankme_backbone": monitor.get("rankme_backbone"),
             "rankme_projector": monitor.get("rankme_projector"),
             "knn_acc": monitor.get("knn_acc"),
+            "knn_chance": self.eval_set.chance if self.eval_set is not None else None,
             **{key: self.baselines.get(key) for key in BASELINE_KEYS},
             "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
             "images_per_s": n_steps
