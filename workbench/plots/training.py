@@ -365,18 +365,7 @@ def _loss_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overl
                 label=_label(s, overlay, "per step", primary=False),
                 gid="per step",
             )
-        xs, ys = _series_xy(s.history, _epoch_xs(s.history), lambda r: r.get("loss"))
-        if xs:
-            ax.plot(
-                xs,
-                ys,
-                color=color,
-                lw=2,
-                marker="o",
-                ms=4,
-                label=_label(s, overlay, "per epoch"),
-                gid="per epoch",
-            )
+    _epoch_lines(ax, series, colors, overlay, [(lambda r: r.get("loss"), "per epoch", "-", True)])
     end = _warmup_end(series[0])
     if end is not None:
         ax.axvspan(0, end, color="0.5", alpha=0.15, lw=0, label=WARMUP_LABEL)
@@ -456,6 +445,34 @@ def _plain_log_ticks(ax: Any) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
+def _epoch_lines(
+    ax: Any,
+    series: Sequence[_Series],
+    colors: Sequence[str],
+    overlay: bool,
+    specs: Sequence[tuple[Callable[[Any], Any], str, str, bool]],
+) -> list[float]:
+    """One line per (run, signal) on the epoch axis; returns every value drawn.
+
+    Args:
+        ax: The panel.
+        series: The runs.
+        colors: One colour per run.
+        overlay: Several runs (the labels name the run).
+        specs: (value of a record, what it is, line style, primary?) per signal.
+    """
+    values: list[float] = []
+    for s, color in zip(series, colors):
+        ex = _epoch_xs(s.history)
+        for value, what, ls, primary in specs:
+            xs, ys = _series_xy(s.history, ex, value)
+            if any(math.isfinite(y) for y in ys):
+                ax.plot(xs, ys, color=color, lw=2, ls=ls, marker="o", ms=4,
+                        label=_label(s, overlay, what, primary), gid=what)  # fmt: skip
+                values += [y for y in ys if math.isfinite(y)]
+    return values
+
+
 def _std_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overlay: bool) -> None:
     ax.set_yscale("log")
     values: list[float] = []
@@ -473,25 +490,10 @@ def _std_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overla
                     label="projector, per step",
                 )
                 values += ys
-        ex = _epoch_xs(s.history)
-        for key, what, ls, primary in (
-            ("rep_std_rel", "projector / 1/sqrt(d)", "-", True),
-            ("rep_std_backbone_rel", "backbone / before training", "--", False),
-        ):
-            xs, ys = _series_xy(s.history, ex, _rel(key))
-            if any(math.isfinite(y) for y in ys):
-                ax.plot(
-                    xs,
-                    ys,
-                    color=color,
-                    lw=2,
-                    ls=ls,
-                    marker="o",
-                    ms=4,
-                    label=_label(s, overlay, what, primary),
-                    gid=what,
-                )
-                values += ys
+    values += _epoch_lines(ax, series, colors, overlay, [
+        (_rel("rep_std_rel"), "projector / 1/sqrt(d)", "-", True),
+        (_rel("rep_std_backbone_rel"), "backbone / before training", "--", False),
+    ])  # fmt: skip
     finite = [v for v in values if math.isfinite(v) and v > 0]
     lo = min([STD_FRACTION / 3, *(v / 2 for v in finite)])
     hi = max([3.0, *(v * 2 for v in finite)])
@@ -513,27 +515,11 @@ def _std_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overla
 
 
 def _rank_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overlay: bool) -> None:
-    top = 1.5
-    for s, color in zip(series, colors):
-        ex = _epoch_xs(s.history)
-        for key, what, ls, primary in (
-            ("rankme_projector_frac", "projector", "-", True),
-            ("rankme_backbone_frac", "backbone", "--", False),
-        ):
-            xs, ys = _series_xy(s.history, ex, _rel(key))
-            if any(math.isfinite(y) for y in ys):
-                ax.plot(
-                    xs,
-                    ys,
-                    color=color,
-                    lw=2,
-                    ls=ls,
-                    marker="o",
-                    ms=4,
-                    label=_label(s, overlay, what, primary),
-                    gid=what,
-                )
-                top = max(top, *(1.15 * y for y in ys if math.isfinite(y)))
+    values = _epoch_lines(ax, series, colors, overlay, [
+        (_rel("rankme_projector_frac"), "projector", "-", True),
+        (_rel("rankme_backbone_frac"), "backbone", "--", False),
+    ])  # fmt: skip
+    top = max([1.5, *(1.15 * v for v in values)])
     ax.set_ylim(0, top)
     # The backbone's zone is an absolute rank (RANK_FLOOR directions): on this axis, a fraction
     # of each run's own start; shaded up to the highest of them.
@@ -545,28 +531,12 @@ def _rank_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overl
 
 
 def _dino_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overlay: bool) -> None:
-    top = 1.05
-    for s, color in zip(series, colors):
-        ex = _epoch_xs(s.history)
-        for value, what, ls, primary in (
-            (_rel("teacher_entropy_frac"), "entropy / log K", "-", True),
-            (_rel("teacher_batch_entropy_frac"), "batch-mean entropy / log K", "--", False),
-            (lambda r: r.get("teacher_student_kl"), "teacher-student KL (nats)", ":", False),
-        ):
-            xs, ys = _series_xy(s.history, ex, value)
-            if any(math.isfinite(y) for y in ys):
-                ax.plot(
-                    xs,
-                    ys,
-                    color=color,
-                    lw=2,
-                    ls=ls,
-                    marker="o",
-                    ms=4,
-                    label=_label(s, overlay, what, primary),
-                    gid=what,
-                )
-                top = max(top, *(1.1 * y for y in ys if math.isfinite(y)))
+    values = _epoch_lines(ax, series, colors, overlay, [
+        (_rel("teacher_entropy_frac"), "entropy / log K", "-", True),
+        (_rel("teacher_batch_entropy_frac"), "batch-mean entropy / log K", "--", False),
+        (lambda r: r.get("teacher_student_kl"), "teacher-student KL (nats)", ":", False),
+    ])  # fmt: skip
+    top = max([1.05, *(1.1 * v for v in values)])
     ax.set_ylim(0, top)
     ax.axhspan(UNIFORM_ENTROPY, top, color="red", alpha=0.12, lw=0)
     ax.axhspan(0, ONE_DIM_ENTROPY, color="red", alpha=0.12, lw=0)
