@@ -103,8 +103,10 @@ class EvalSet:
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
         # kNN's chance level: the share of the largest class among the queries
-        counts = np.unique(query_labels, return_counts=True)[1] if query_labels is not None else []
-        self.chance = float(max(counts) / len(query_labels)) if len(counts) else None
+        self.chance: float | None = None
+        if query_labels is not None and len(query_labels):
+            counts = np.unique(query_labels, return_counts=True)[1]
+            self.chance = float(counts.max() / len(query_labels))
 
     @torch.no_grad()
     def features(
