@@ -167,16 +167,20 @@ class CollapsingSimSiam(SimSiam):
         self.prediction_head = torch.nn.Identity()
 
 
-def test_collapse_event(digits_small, tmp_path, monkeypatch):
+def test_a_projector_only_collapse_is_shown_but_raises_no_event(
+    digits_small, tmp_path, monkeypatch
+):
+    # The projector's output collapses (a plain Linear head, no BatchNorm, no predictor) while
+    # the backbone keeps learning: the projector's std is drawn, but it does not decide (MoCo v2's
+    # healthy runs sit at 7% of 1/sqrt(d), benchmarks/results/collapse_events.md).
     monkeypatch.setitem(METHODS, "simsiam", CollapsingSimSiam)
     run = wb.train(
         digits_small, method="simsiam", out=tmp_path / "r", lr=0.5, **{**FAST, "epochs": 6}
     )
     ratios = [h["rep_std"] / h["rep_std_ref"] for h in run.history]
     assert ratios[-1] < 0.1, ratios
-    collapse = [e for e in run.events if e["kind"] == "collapse"]
-    assert len(collapse) == 1 and "collapse" in collapse[0]["message"].lower()
-    assert "collapse" in (run.out / "train.log").read_text().lower()
+    assert run.history[-1]["knn_acc"] > run.history[-1]["knn_chance"] + 0.05  # backbone learns
+    assert not [e for e in run.events if e["kind"] == "collapse"]
 
 
 def test_healthy_run_has_no_collapse(digits_small, tmp_path):
@@ -251,6 +255,7 @@ def test_backbone_collapse_behind_batchnorm_is_detected_and_seen_on_the_figure(
     collapse = [e for e in ablated.events if e["kind"] == "collapse"]
     assert len(collapse) == 1 and "backbone" in collapse[0]["message"]
     assert "since epoch" in collapse[0]["message"] and "predictor" in collapse[0]["message"]
+    assert "[collapse]" in (ablated.out / "train.log").read_text()
     assert not [e for e in healthy.events if e["kind"] == "collapse"]
     # Each collapse panel separates the two runs: the ablated run ends in the zone, the healthy
     # one at or above its level.
