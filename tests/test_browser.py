@@ -376,7 +376,7 @@ def test_quickstart_in_jupyterlab(lab, tmp_path):
                 assert "Run failed" not in launcher.inner_text()
 
             # #16: a healthy and a collapsing run overlaid in the launcher's runs browser; the
-            # figure is shown at its natural size (its 9 pt text is 12.5 px at 100 % zoom)
+            # figure is not shrunk (its 9 pt text is 12.5 px or more at 100 % zoom)
             launcher.get_by_text("Earlier runs").first.click()
             launcher.get_by_role("button", name="Refresh").click()
             select = launcher.locator("select[multiple]").first
@@ -397,7 +397,7 @@ def test_quickstart_in_jupyterlab(lab, tmp_path):
             natural, shown = overlay.evaluate(
                 "i => [i.naturalWidth, Math.round(i.getBoundingClientRect().width)]"
             )
-            assert shown == natural, f"the overlay figure is scaled: {natural} px shown at {shown}"
+            assert shown >= natural, f"the overlay figure is shrunk: {natural} px shown at {shown}"
             overlay.scroll_into_view_if_needed()
             page.wait_for_timeout(300)
             overlay.screenshot(path=str(RESULTS / "browser_04_collapse_overlay.png"))
