@@ -387,13 +387,16 @@ def test_quickstart_in_jupyterlab(lab, tmp_path):
                 timeout=30_000,
             )
             texts = select.evaluate("el => [...el.options].map(o => o.text)")
+            images = launcher.locator("img.widget-image").filter(visible=True)
+            shown_before = images.count()  # the live plot: the overlay is the next image shown
             select.select_option(index=[i for i, t in enumerate(texts) if t.startswith("simsiam-")])
-            overlay = launcher.locator("img.widget-image").filter(visible=True).last
             page.wait_for_function(
-                "el => el.naturalWidth > 400 && el.getBoundingClientRect().height > 100",
-                arg=overlay.element_handle(),
+                "([el, n]) => [...el.querySelectorAll('img.widget-image')].filter(i => "
+                "i.offsetParent !== null && i.naturalWidth > 400).length > n",
+                arg=[launcher.element_handle(), shown_before],
                 timeout=60_000,
             )
+            overlay = images.last
             natural, shown = overlay.evaluate(
                 "i => [i.naturalWidth, Math.round(i.getBoundingClientRect().width)]"
             )
