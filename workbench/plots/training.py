@@ -105,33 +105,12 @@ def _num(value: Any) -> float:
         return math.nan
 
 
-def _xy(
-    records: Sequence[Mapping[str, Any]],
-    x_of: Callable[[Mapping[str, Any], int], float],
-    y_key: str,
-) -> tuple[list[float], list[float]]:
-    xs: list[float] = []
-    ys: list[float] = []
-    for i, rec in enumerate(records):
-        if y_key not in rec:
-            continue
-        x = x_of(rec, i)
-        if math.isfinite(x):
-            xs.append(x)
-            ys.append(_num(rec.get(y_key)))
-    return xs, ys
-
-
-def _by_key(key: str) -> Callable[[Mapping[str, Any], int], float]:
-    return lambda rec, i: _num(rec[key]) if rec.get(key) is not None else float(i)
-
-
 def _epochs_done(rec: Mapping[str, Any], i: int) -> float:
     """The x of an epoch record: epochs completed (records count epochs from 0)."""
     return _num(rec["epoch"]) + 1 if rec.get("epoch") is not None else float(i + 1)
 
 
-def _epoch_fraction(rec: Mapping[str, Any], i: int) -> float:
+def _epoch_fraction(rec: Mapping[str, Any]) -> float:
     """The x of a step record on the epoch axis: epoch + (batch + 1) / batches_per_epoch."""
     epoch, batch, per = rec.get("epoch"), rec.get("batch"), rec.get("batches_per_epoch")
     if epoch is None or batch is None or not per:
@@ -174,7 +153,7 @@ def _step_epochs(steps: Sequence[Mapping[str, Any]]) -> list[float]:
     seen: dict[Any, int] = {}
     xs = []
     for rec in steps:
-        x = _epoch_fraction(rec, 0)
+        x = _epoch_fraction(rec)
         if not math.isfinite(x) and rec.get("epoch") is not None:
             k = seen[rec["epoch"]] = seen.get(rec["epoch"], 0) + 1
             x = _num(rec["epoch"]) + k / counts[rec["epoch"]]

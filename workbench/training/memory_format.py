@@ -11,6 +11,7 @@ folder and reused; ``config.json`` records the choice and where it came from.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import platform
@@ -36,25 +37,30 @@ def cache_dir() -> Path:
     return Path(base) / "ssl-workbench"
 
 
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's ``/proc/cpuinfo`` fields (Linux; else empty), read once."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the end of the first processor's block
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown"
 
 
 def cpu_flags() -> list[str]:
     """The CPU flags that decide which kernels are fastest: AVX*, AMX*, FMA (Linux; else [])."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
+    flags = _cpuinfo().get("flags", "").split()
     return sorted({f for f in flags if f.startswith(("avx", "amx", "fma"))})
 
 
