@@ -31,60 +31,10 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def method_cards() -> dict[str, dict[str, Any]]:
-    """Every method's guidance (summary, use_when, ...), read without importing torch if possible.
+    """Every method's card (summary, use_when, ...), without importing torch."""
+    from workbench.method_cards import CARDS, info_dict
 
-    ``workbench methods`` only prints text, but importing the method modules imports torch
-    (~3 s on a 2-core machine). The cards are literals in each module (``info = MethodInfo(...)``,
-    registered in ``METHODS``), so they are read from the source with :mod:`ast`; anything not a
-    plain literal falls back to the import. ``tests/test_cli.py`` checks that both agree.
-    """
-    import ast
-    import importlib.util
-
-    spec = importlib.util.find_spec("workbench.methods")  # finds the folder, imports nothing
-    origin = spec.origin if spec is not None else None
-    return _cards_from_source(Path(origin or "."), ast)
-
-
-def _cards_from_source(init: Path, ast: Any) -> dict[str, dict[str, Any]]:
-    folder = init.parent
-    try:
-        tree = ast.parse((folder / "__init__.py").read_text(encoding="utf-8"))
-        classes: dict[str, str] = {}  # class name -> module file
-        registry: dict[str, str] = {}  # method name -> class name
-        for node in tree.body:
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                for alias in node.names:
-                    classes[alias.asname or alias.name] = node.module.rsplit(".", 1)[-1]
-            target = node.target if isinstance(node, ast.AnnAssign) else None
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target = node.targets[0]
-            if isinstance(target, ast.Name) and target.id == "METHODS":
-                value = node.value  # type: ignore[union-attr]
-                for k, v in zip(value.keys, value.values):
-                    registry[ast.literal_eval(k)] = v.id
-        cards: dict[str, dict[str, Any]] = {}
-        for name in sorted(registry):
-            cls = registry[name]
-            module = ast.parse((folder / f"{classes[cls]}.py").read_text(encoding="utf-8"))
-            card = None
-            for node in ast.walk(module):
-                if isinstance(node, ast.ClassDef) and node.name == cls:
-                    for stmt in node.body:
-                        if (
-                            isinstance(stmt, ast.Assign)
-                            and getattr(stmt.targets[0], "id", None) == "info"
-                            and isinstance(stmt.value, ast.Call)
-                        ):
-                            card = {k.arg: ast.literal_eval(k.value) for k in stmt.value.keywords}
-            if card is None:
-                raise LookupError(name)
-            cards[name] = card
-        return cards
-    except Exception:  # not plain literals any more: ask the modules themselves
-        from workbench.methods import describe_method, list_methods
-
-        return {name: describe_method(name) for name in list_methods()}
+    return {name: info_dict(CARDS[name]) for name in sorted(CARDS)}
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:

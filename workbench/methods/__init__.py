@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench.method_cards import MethodInfo, info_dict
 from workbench.methods.barlowtwins import BarlowTwins
-from workbench.methods.base import Method, MethodConfig, MethodInfo, StepOutput, info_dict
+from workbench.methods.base import Method, MethodConfig, StepOutput
 from workbench.methods.byol import BYOL
 from workbench.methods.dino import DINO
 from workbench.methods.distillation import Distillation, DistillationV1

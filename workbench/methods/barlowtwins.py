@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from workbench.methods.base import Method, MethodConfig, MethodInfo, StepOutput
+from workbench.method_cards import CARDS
+from workbench.methods.base import Method, MethodConfig, StepOutput
 from workbench.nn.heads import BarlowTwinsProjectionHead
 from workbench.nn.losses import BarlowTwinsLoss
 
@@ -33,21 +34,7 @@ class BarlowTwins(Method):
     Config = BarlowTwinsConfig
     config: BarlowTwinsConfig
     conv_optimizer = "lars"  # as in the paper; plain SGD stalls on a loss summed over D dims
-    info = MethodInfo(
-        summary="Pushes the cross-correlation matrix between the embeddings of two views "
-        "towards the identity: invariant to augmentations, with decorrelated features.",
-        use_when="batches are small to medium (works at 128-256); you want no momentum "
-        "encoder and no negatives",
-        avoid_when="memory is tight: it wants a wide projector (thousands of dims)",
-        batch_size=256,
-        epochs=100,
-        backbones=("resnet18-small", "resnet18", "resnet50"),
-        paper="Barlow Twins, 2021, https://arxiv.org/abs/2103.03230",
-        note="On tiny low-resolution sets (digits at 32 px) short runs score below the "
-        "untrained backbone (kNN 0.53 vs 0.81 after 10 epochs, whatever the optimizer, "
-        "projector or crop tried: benchmarks/results/barlow_study.md); SimCLR or BYOL suit "
-        "them better.",
-    )
+    info = CARDS["barlowtwins"]
 
     def __init__(
         self, backbone: nn.Module, feature_dim: int, config: BarlowTwinsConfig, **kw: Any

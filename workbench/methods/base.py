@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from workbench.method_cards import MethodInfo
 from workbench.nn.utils import cosine_schedule, update_momentum
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """Guidance shown by ``wb.describe_method`` and the widgets (what the reference tools say)."""
-
-    summary: str  # two lines: what it does
-    use_when: str  # when it is the right tool
-    avoid_when: str  # when to pick something else
-    batch_size: int  # recommended batch size (short runs on one GPU)
-    epochs: int  # recommended epochs for a quick but meaningful run
-    backbones: tuple[str, ...]  # backbones it suits
-    paper: str  # citation
-    note: str = ""  # anything the user will otherwise ask about (e.g. "loss does not go down")
 
 
 @dataclass
@@ -175,8 +162,3 @@ class Method(nn.Module):
         for online, target in pairs:
             update_momentum(online, target, m)
         return m
-
-
-def info_dict(info: MethodInfo) -> dict[str, Any]:
-    """MethodInfo as a plain dict."""
-    return asdict(info)

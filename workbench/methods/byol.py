@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench.method_cards import CARDS
 from workbench.methods.base import (
     Method,
     MethodConfig,
-    MethodInfo,
     StepOutput,
 )
 from workbench.nn.heads import BYOLPredictionHead, BYOLProjectionHead
@@ -38,18 +38,7 @@ class BYOL(Method):
     name = "byol"
     Config = BYOLConfig
     config: BYOLConfig
-    info = MethodInfo(
-        summary="An online network predicts what a slowly moving copy of itself (the target) "
-        "outputs for another view. No negative pairs, so small batches work.",
-        use_when="batches are small or medium; you want robust features with less sensitivity "
-        "to the augmentation recipe than SimCLR",
-        avoid_when="you need the fastest step (two networks); very short runs: the target "
-        "needs time to become useful",
-        batch_size=256,
-        epochs=100,
-        backbones=("resnet18-small", "resnet18", "resnet50"),
-        paper="BYOL, 2020, https://arxiv.org/abs/2006.07733",
-    )
+    info = CARDS["byol"]
 
     def __init__(
         self, backbone: nn.Module, feature_dim: int, config: BYOLConfig, **kw: Any

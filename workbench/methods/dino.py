@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench.method_cards import CARDS
 from workbench.methods.base import (
     Method,
     MethodConfig,
-    MethodInfo,
     StepOutput,
 )
 from workbench.nn.heads import DINOProjectionHead
@@ -52,19 +52,7 @@ class DINO(Method):
     config: DINOConfig
     base_lr = {**Method.base_lr, "sgd": 0.06, "adamw": 5e-4}
     default_weight_decay = {**Method.default_weight_decay, "sgd": 5e-4, "adamw": 0.04}
-    info = MethodInfo(
-        summary="A student matches a momentum teacher's sharpened, centred output across "
-        "global and small local crops (multi-crop). Strong frozen features, esp. with ViTs.",
-        use_when="you want the best frozen (kNN / linear) features, attention maps with ViTs, "
-        "or a teacher to distil into a smaller model later",
-        avoid_when="compute is short: multi-crop costs several forward passes; it is unstable "
-        "if the teacher temperature is off (keep it <= 0.07)",
-        batch_size=256,
-        epochs=100,
-        backbones=("vit-tiny", "vit-small", "resnet18-small", "resnet18"),
-        paper="DINO, 2021, https://arxiv.org/abs/2104.14294",
-        note="The loss starts near log(output_dim) and falls slowly; watch kNN accuracy.",
-    )
+    info = CARDS["dino"]
 
     def __init__(
         self, backbone: nn.Module, feature_dim: int, config: DINOConfig, **kw: Any

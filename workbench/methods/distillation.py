@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.methods.base import Method, MethodConfig, MethodInfo, StepOutput
+from workbench.method_cards import CARDS
+from workbench.methods.base import Method, MethodConfig, StepOutput
 from workbench.nn.losses import queue_kl_loss
 from workbench.nn.precision import full_precision
 
@@ -86,18 +87,7 @@ class Distillation(Method):
     name = "distillation"
     Config = DistillationConfig
     config: DistillationConfig
-    info = MethodInfo(
-        summary="A small student learns to reproduce a large frozen teacher's features (e.g. "
-        "DINOv2) on the same augmented image. Fast, low memory, little tuning.",
-        use_when="a good pretrained teacher exists for your images; you want a small, fast "
-        "model; you have little time for tuning",
-        avoid_when="no teacher fits your domain: the student is bounded by its teacher",
-        batch_size=128,
-        epochs=50,
-        backbones=("resnet18-small", "resnet18", "resnet50"),
-        paper="LightlyTrain distillation, https://docs.lightly.ai/train/stable/methods/",
-        note="The loss may barely move while kNN accuracy improves: that is normal here.",
-    )
+    info = CARDS["distillation"]
 
     def __init__(
         self, backbone: nn.Module, feature_dim: int, config: DistillationConfig, **kw: Any
@@ -148,18 +138,7 @@ class DistillationV1(Distillation):
     config: DistillationV1Config
     queue: torch.Tensor
     queue_ptr: torch.Tensor
-    info = MethodInfo(
-        summary="The student matches the teacher's softmax similarity to a queue of recent "
-        "teacher embeddings (a pseudo-classifier), T = 0.07.",
-        use_when="as distillation, when you prefer matching relations between images over "
-        "regressing raw teacher features",
-        avoid_when="the dataset is tiny: the queue then repeats the same images",
-        batch_size=128,
-        epochs=50,
-        backbones=("resnet18-small", "resnet18", "resnet50"),
-        paper="LightlyTrain distillation v1, https://docs.lightly.ai/train/stable/methods/",
-        note="The loss may barely move while kNN accuracy improves: that is normal here.",
-    )
+    info = CARDS["distillationv1"]
 
     def __init__(
         self, backbone: nn.Module, feature_dim: int, config: DistillationV1Config, **kw: Any

@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench.method_cards import CARDS
 from workbench.methods.base import (
     Method,
     MethodConfig,
-    MethodInfo,
     StepOutput,
 )
 from workbench.nn import distributed as wdist
@@ -43,18 +43,7 @@ class MoCo(Method):
     name = "moco"
     Config = MoCoConfig
     config: MoCoConfig
-    info = MethodInfo(
-        summary="Contrastive like SimCLR, but negatives come from a queue of keys made by a "
-        "slowly moving (momentum) copy of the network, so small batches still see many.",
-        use_when="memory limits your batch size; you want contrastive features with batches "
-        "of 32-256",
-        avoid_when="the dataset is tiny (the queue then holds stale copies of the same images); "
-        "you need the fastest step (two encoders run)",
-        batch_size=256,
-        epochs=100,
-        backbones=("resnet18-small", "resnet18", "resnet50"),
-        paper="MoCo v2, 2020, https://arxiv.org/abs/2003.04297",
-    )
+    info = CARDS["moco"]
 
     def __init__(
         self, backbone: nn.Module, feature_dim: int, config: MoCoConfig, **kw: Any

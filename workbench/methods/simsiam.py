@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.methods.base import Method, MethodConfig, MethodInfo, StepOutput
+from workbench.method_cards import CARDS
+from workbench.methods.base import Method, MethodConfig, StepOutput
 from workbench.nn.heads import SimSiamPredictionHead, SimSiamProjectionHead
 from workbench.nn.losses import negative_cosine_similarity
 
@@ -36,18 +37,7 @@ class SimSiam(Method):
     config: SimSiamConfig
     base_lr = {**Method.base_lr, "sgd": 0.1, "adamw": 1e-3}
     default_weight_decay = {**Method.default_weight_decay, "sgd": 1e-4, "adamw": 0.05}
-    info = MethodInfo(
-        summary="Two views through the same network; one side predicts the other, whose "
-        "gradient is stopped. No negatives, no momentum encoder: the simplest non-contrastive "
-        "method.",
-        use_when="you want the cheapest non-contrastive baseline; teaching collapse (remove "
-        "the predictor and watch the std fall)",
-        avoid_when="short runs on tiny data can collapse; watch the representation std",
-        batch_size=256,
-        epochs=100,
-        backbones=("resnet18-small", "resnet18", "resnet50"),
-        paper="SimSiam, 2020, https://arxiv.org/abs/2011.10566",
-    )
+    info = CARDS["simsiam"]
 
     def __init__(
         self, backbone: nn.Module, feature_dim: int, config: SimSiamConfig, **kw: Any

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from workbench.methods.base import Method, MethodConfig, MethodInfo, StepOutput
+from workbench.method_cards import CARDS
+from workbench.methods.base import Method, MethodConfig, StepOutput
 from workbench.nn.heads import VICRegProjectionHead
 from workbench.nn.losses import VICRegLoss
 
@@ -35,17 +36,7 @@ class VICReg(Method):
     Config = VICRegConfig
     config: VICRegConfig
     conv_optimizer = "lars"  # as in the paper; plain SGD stalls on a loss summed over D dims
-    info = MethodInfo(
-        summary="Keeps each embedding dimension's variance up (no collapse), decorrelates "
-        "dimensions and makes two views agree; every term is explicit and interpretable.",
-        use_when="you want to see why a run collapses (each term is logged by the loss); "
-        "no negatives or momentum encoder wanted",
-        avoid_when="memory is tight (wide expander); loss weights need care when changed",
-        batch_size=256,
-        epochs=100,
-        backbones=("resnet18-small", "resnet18", "resnet50"),
-        paper="VICReg, 2022, https://arxiv.org/abs/2105.04906",
-    )
+    info = CARDS["vicreg"]
 
     def __init__(
         self, backbone: nn.Module, feature_dim: int, config: VICRegConfig, **kw: Any

@@ -1,0 +1,146 @@
+"""Method cards: what each SSL method does, when to use it, what to expect.
+
+Shown by ``wb.describe_method``, the widgets and ``workbench methods``. The cards are kept apart
+from the method modules, and this module imports nothing heavy, so ``workbench methods`` prints
+them without importing torch (about 3 s on a 2-core machine). Each method class takes its card
+from here (``info = CARDS[name]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Guidance shown by ``wb.describe_method`` and the widgets (what the reference tools say)."""
+
+    summary: str  # two lines: what it does
+    use_when: str  # when it is the right tool
+    avoid_when: str  # when to pick something else
+    batch_size: int  # recommended batch size (short runs on one GPU)
+    epochs: int  # recommended epochs for a quick but meaningful run
+    backbones: tuple[str, ...]  # backbones it suits
+    paper: str  # citation
+    note: str = ""  # anything the user will otherwise ask about (e.g. "loss does not go down")
+
+
+def info_dict(info: MethodInfo) -> dict[str, Any]:
+    """MethodInfo as a plain dict."""
+    return asdict(info)
+
+
+CARDS: dict[str, MethodInfo] = {
+    "barlowtwins": MethodInfo(
+        summary="Pushes the cross-correlation matrix between the embeddings of two views "
+        "towards the identity: invariant to augmentations, with decorrelated features.",
+        use_when="batches are small to medium (works at 128-256); you want no momentum "
+        "encoder and no negatives",
+        avoid_when="memory is tight: it wants a wide projector (thousands of dims)",
+        batch_size=256,
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="Barlow Twins, 2021, https://arxiv.org/abs/2103.03230",
+        note="On tiny low-resolution sets (digits at 32 px) short runs score below the "
+        "untrained backbone (kNN 0.53 vs 0.81 after 10 epochs, whatever the optimizer, "
+        "projector or crop tried: benchmarks/results/barlow_study.md); SimCLR or BYOL suit "
+        "them better.",
+    ),
+    "byol": MethodInfo(
+        summary="An online network predicts what a slowly moving copy of itself (the target) "
+        "outputs for another view. No negative pairs, so small batches work.",
+        use_when="batches are small or medium; you want robust features with less sensitivity "
+        "to the augmentation recipe than SimCLR",
+        avoid_when="you need the fastest step (two networks); very short runs: the target "
+        "needs time to become useful",
+        batch_size=256,
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="BYOL, 2020, https://arxiv.org/abs/2006.07733",
+    ),
+    "dino": MethodInfo(
+        summary="A student matches a momentum teacher's sharpened, centred output across "
+        "global and small local crops (multi-crop). Strong frozen features, esp. with ViTs.",
+        use_when="you want the best frozen (kNN / linear) features, attention maps with ViTs, "
+        "or a teacher to distil into a smaller model later",
+        avoid_when="compute is short: multi-crop costs several forward passes; it is unstable "
+        "if the teacher temperature is off (keep it <= 0.07)",
+        batch_size=256,
+        epochs=100,
+        backbones=("vit-tiny", "vit-small", "resnet18-small", "resnet18"),
+        paper="DINO, 2021, https://arxiv.org/abs/2104.14294",
+        note="The loss starts near log(output_dim) and falls slowly; watch kNN accuracy.",
+    ),
+    "distillation": MethodInfo(
+        summary="A small student learns to reproduce a large frozen teacher's features (e.g. "
+        "DINOv2) on the same augmented image. Fast, low memory, little tuning.",
+        use_when="a good pretrained teacher exists for your images; you want a small, fast "
+        "model; you have little time for tuning",
+        avoid_when="no teacher fits your domain: the student is bounded by its teacher",
+        batch_size=128,
+        epochs=50,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="LightlyTrain distillation, https://docs.lightly.ai/train/stable/methods/",
+        note="The loss may barely move while kNN accuracy improves: that is normal here.",
+    ),
+    "distillationv1": MethodInfo(
+        summary="The student matches the teacher's softmax similarity to a queue of recent "
+        "teacher embeddings (a pseudo-classifier), T = 0.07.",
+        use_when="as distillation, when you prefer matching relations between images over "
+        "regressing raw teacher features",
+        avoid_when="the dataset is tiny: the queue then repeats the same images",
+        batch_size=128,
+        epochs=50,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="LightlyTrain distillation v1, https://docs.lightly.ai/train/stable/methods/",
+        note="The loss may barely move while kNN accuracy improves: that is normal here.",
+    ),
+    "moco": MethodInfo(
+        summary="Contrastive like SimCLR, but negatives come from a queue of keys made by a "
+        "slowly moving (momentum) copy of the network, so small batches still see many.",
+        use_when="memory limits your batch size; you want contrastive features with batches "
+        "of 32-256",
+        avoid_when="the dataset is tiny (the queue then holds stale copies of the same images); "
+        "you need the fastest step (two encoders run)",
+        batch_size=256,
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="MoCo v2, 2020, https://arxiv.org/abs/2003.04297",
+    ),
+    "simclr": MethodInfo(
+        summary="Pulls two augmented views of an image together and pushes all other images in "
+        "the batch apart (contrastive). Simple and well understood.",
+        use_when="fine-grained differences matter; you can afford large batches; you want a "
+        "baseline that every paper compares to",
+        avoid_when="batches must be small (< 128): negatives get scarce; your augmentations "
+        "are untuned: SimCLR is very sensitive to them",
+        batch_size=256,
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="SimCLR, 2020, https://arxiv.org/abs/2002.05709",
+    ),
+    "simsiam": MethodInfo(
+        summary="Two views through the same network; one side predicts the other, whose "
+        "gradient is stopped. No negatives, no momentum encoder: the simplest non-contrastive "
+        "method.",
+        use_when="you want the cheapest non-contrastive baseline; teaching collapse (remove "
+        "the predictor and watch the std fall)",
+        avoid_when="short runs on tiny data can collapse; watch the representation std",
+        batch_size=256,
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="SimSiam, 2020, https://arxiv.org/abs/2011.10566",
+    ),
+    "vicreg": MethodInfo(
+        summary="Keeps each embedding dimension's variance up (no collapse), decorrelates "
+        "dimensions and makes two views agree; every term is explicit and interpretable.",
+        use_when="you want to see why a run collapses (each term is logged by the loss); "
+        "no negatives or momentum encoder wanted",
+        avoid_when="memory is tight (wide expander); loss weights need care when changed",
+        batch_size=256,
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50"),
+        paper="VICReg, 2022, https://arxiv.org/abs/2105.04906",
+    ),
+}
