@@ -45,7 +45,7 @@ def main() -> None:
         args.epochs, args.reducer = 1, "pca"
 
     import workbench as wb
-    from workbench.widgets.embeddings import random_init_like
+    from workbench.eval.embedding import random_init_like
 
     t0 = time.perf_counter()
     if args.run is not None:

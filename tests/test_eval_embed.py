@@ -131,3 +131,18 @@ def test_embeddings_validation(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.ones(2))
     with pytest.raises(ValueError, match="not an Embeddings archive"):
         Embeddings.load(tmp_path / "other.npz")
+
+
+def test_random_init_like_rebuilds_the_weights_a_run_started_from(digits50):
+    """The demo's and the explorer's random-init map is the backbone whose kNN the run recorded
+    as knn_acc_init: the same architecture and, from the run's seed, the same weights."""
+    from workbench.eval import random_init_like
+    from workbench.training.api import resolve_config
+
+    plan = resolve_config(digits50, model="resnet18", input_size=16, seed=3, epochs=1)
+    start = {k: v.clone() for k, v in plan.backbone.state_dict().items()}
+    rebuilt = random_init_like(plan.backbone, plan.config).state_dict()
+    assert start.keys() == rebuilt.keys()
+    assert all(torch.equal(start[k], rebuilt[k]) for k in start)
+    other = random_init_like(plan.backbone, plan.config, seed=4).state_dict()
+    assert not all(torch.equal(start[k], other[k]) for k in start)

@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from workbench.plots import (
+    compared_maps,
     confusion_matrix_plot,
     embedding_map,
     figure_to_png,
@@ -112,3 +113,15 @@ def test_invariance_bars_say_when_a_family_was_not_measured():
     fig = invariance_bars({"run": {"crop": 0.8, "grayscale": float("nan")}})
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert any("not measured" in t for t in texts)
+
+
+def test_compared_maps_side_by_side_with_one_legend():
+    labels = np.repeat([0, 1, 2], 20)
+    fig = compared_maps([_xy(), _xy(seed=1)], ["trained: kNN 90%", "random init: kNN 80%"],
+                        labels, ["a", "b", "c"], suptitle="UMAP of 60 images")  # fmt: skip
+    left, right = fig.axes
+    assert left.get_title() == "trained: kNN 90%" and right.get_title() == "random init: kNN 80%"
+    assert left.get_legend() is None and right.get_legend() is not None
+    assert fig._suptitle.get_text() == "UMAP of 60 images"
+    with pytest.raises(ValueError, match="one title per map"):
+        compared_maps([_xy()], ["a", "b"])

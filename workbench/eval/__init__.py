@@ -6,6 +6,7 @@ _EXPORTS = {
     "Embeddings": "embedding",
     "embed": "embedding",
     "eval_transform": "embedding",
+    "random_init_like": "embedding",
     "knn_predict": "knn",
     "knn_accuracy": "knn",
     "knn_report": "knn",

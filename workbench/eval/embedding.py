@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -220,6 +221,39 @@ def resolve_model(model_or_run_or_path: Any) -> tuple[nn.Module, dict[str, Any],
         f"Cannot embed with a {type(obj).__name__}. Pass an nn.Module backbone (images "
         f"(B, 3, H, W) -> features (B, D)), a Run, a run folder or a .pt file of a saved module."
     )
+
+
+def random_init_like(
+    model: Any, config: dict[str, Any] | None = None, seed: int | None = None
+) -> Any:
+    """A freshly initialised copy of a backbone (the baseline a trained run should beat).
+
+    Args:
+        model: The trained ``nn.Module``.
+        config: Its run config; with a ``model`` name the backbone is rebuilt by ``get_backbone``.
+        seed: Seeds the initialisation (global RNG state is restored). Default: the run's own
+            seed, which rebuilds exactly the weights that run started from (the backbone whose
+            kNN it recorded as ``knn_acc_init``); 0 without one.
+
+    Returns:
+        An ``nn.Module`` of the same architecture with random weights.
+    """
+    if seed is None:
+        seed = int((config or {}).get("seed", 0))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        name = (config or {}).get("model")
+        if isinstance(name, str) and name not in ("custom", "auto"):
+            from workbench.nn.backbones import get_backbone
+
+            size = int((config or {}).get("input_size", 224))
+            return get_backbone(name, input_size=size)[0].eval()
+        fresh = copy.deepcopy(model)
+        for m in fresh.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+        return fresh.eval()
 
 
 def run_normalization(config: dict[str, Any]) -> tuple[list[float], list[float]]:

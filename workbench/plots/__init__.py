@@ -8,6 +8,7 @@ _EXPORTS = {
     "training_curves": "training",
     "figure_line_data": "training",
     "embedding_map": "embeddings",
+    "compared_maps": "embeddings",
     "neighbor_grid": "embeddings",
     "confusion_matrix_plot": "embeddings",
     "invariance_bars": "embeddings",

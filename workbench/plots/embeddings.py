@@ -65,6 +65,7 @@ def embedding_map(
     ax: Any = None,
     thumbnails: Mapping[int, Any] | None = None,
     thumbnail_zoom: float = 0.6,
+    legend: bool = True,
 ) -> Any:
     """Scatter of a 2-D projection, coloured by class, with an optional selection.
 
@@ -80,6 +81,7 @@ def embedding_map(
         ax: Draw into this Axes instead of a new Figure (for side-by-side maps).
         thumbnails: ``{index: image}`` drawn on the map at those points (PIL or arrays).
         thumbnail_zoom: Scale of the thumbnails (1 = one image pixel per screen pixel at 100 dpi).
+        legend: Draw the class legend (side-by-side maps draw it once, beside the last).
 
     Returns:
         The Figure drawn into.
@@ -114,12 +116,12 @@ def embedding_map(
         for c in np.unique(lab[~missing]):
             sel = lab == c
             ax.scatter(*pts[sel].T, s=point_size, color=colors[c], alpha=0.8, lw=0, label=names[c])
-        if num <= MAX_LEGEND:
+        if legend and num <= MAX_LEGEND:
             ax.legend(
                 loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, markerscale=
                 max(1.0, 4.0 / max(point_size, 1e-3) ** 0.5), fontsize="small",
             )  # fmt: skip
-        else:
+        elif legend:
             ax.text(0.01, 0.01, f"{num} classes (legend hidden)", transform=ax.transAxes,
                     fontsize="small", color="0.4")  # fmt: skip
     if thumbnails:
@@ -141,6 +143,40 @@ def embedding_map(
     ax.set_yticks([])
     if title:
         ax.set_title(title)
+    return fig
+
+
+def compared_maps(
+    xys: Sequence[np.ndarray],
+    titles: Sequence[str],
+    labels: Sequence[int] | np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    highlight: int | Sequence[int] | np.ndarray | None = None,
+    suptitle: str | None = None,
+) -> Any:
+    """Maps of the same images side by side (trained vs random init, two runs), one legend.
+
+    Args:
+        xys: One (N, 2) projection per map, the same N images in the same order.
+        titles: One title per map.
+        labels: Integer labels (N,), shared by every map (as for :func:`embedding_map`).
+        class_names: Legend names, index = label.
+        highlight: A selected point (and its neighbours), ringed on every map.
+        suptitle: A line above the maps.
+
+    Returns:
+        The Figure.
+    """
+    if len(xys) != len(titles) or not xys:
+        raise ValueError(f"compared_maps needs one title per map, got {len(xys)} maps and "
+                         f"{len(titles)} titles.")  # fmt: skip
+    fig = new_figure(5.6 * len(xys) + 1.4, 5.6 if suptitle else 5.2)
+    axes = np.atleast_1d(fig.subplots(1, len(xys)))
+    for i, (ax, xy, title) in enumerate(zip(axes, xys, titles)):
+        embedding_map(xy, labels, class_names, highlight=highlight, ax=ax, title=title,
+                      legend=i == len(xys) - 1)  # fmt: skip
+    if suptitle:
+        fig.suptitle(suptitle)
     return fig
 
 

@@ -32,7 +32,6 @@ do)::
 
 from __future__ import annotations
 
-import copy
 import html
 import threading
 import traceback
@@ -49,35 +48,6 @@ MAX_GRID = 60  # images shown for a lasso selection (the make-up counts all of t
 
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def random_init_like(model: Any, config: dict[str, Any] | None = None, seed: int = 0) -> Any:
-    """A freshly initialised copy of a backbone (the baseline a trained run should beat).
-
-    Args:
-        model: The trained ``nn.Module``.
-        config: Its run config; with a ``model`` name the backbone is rebuilt by ``get_backbone``.
-        seed: Seeds the initialisation (global RNG state is restored).
-
-    Returns:
-        An ``nn.Module`` of the same architecture with random weights.
-    """
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        name = (config or {}).get("model")
-        if isinstance(name, str) and name not in ("custom", "auto"):
-            from workbench.nn.backbones import get_backbone
-
-            size = int((config or {}).get("input_size", 224))
-            return get_backbone(name, input_size=size)[0].eval()
-        fresh = copy.deepcopy(model)
-        for m in fresh.modules():
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()
-        return fresh.eval()
 
 
 def knn_table_html(
@@ -548,6 +518,8 @@ class EmbeddingExplorer(widgets.VBox):
                 raise ValueError(
                     "compare='random' needs a model: pass a run or backbone (or model=...)."
                 )
+            from workbench.eval.embedding import random_init_like
+
             self.compare_model = random_init_like(self.model, self._config)
             cemb, _, _ = self._resolve(self.compare_model, "random-init comparison")
             cname = "random init"
