@@ -234,7 +234,11 @@ def test_dinov2_from_hub_cache_runs_the_real_loading_code(
     assert method.teacher_input_size == 8 * 14 and method.teacher_dim == 32
     cfg = DistillationConfig(teacher="dinov2/vits14", teacher_input_size=30)
     assert Distillation(student, sdim, cfg, input_size=16).teacher_input_size == 28
-    assert method.teacher_features(torch.rand(2, 3, 16, 16)).shape == (2, 32)
+    # spatial by default: the patch tokens on the 8x8 grid (one block here: the ViT has one)
+    assert method.teacher_features(torch.rand(2, 3, 16, 16)).shape == (2, 32, 8, 8)
+    cfg = DistillationConfig(teacher="dinov2/vits14", spatial=False)
+    pooled = Distillation(student, sdim, cfg, input_size=16)
+    assert pooled.teacher_features(torch.rand(2, 3, 16, 16)).shape == (2, 32)
     # and through wb.train, by name
     run = wb.train(
         digits_small, method="distillation", out=tmp_path / "d", epochs=1, max_steps=2,

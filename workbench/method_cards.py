@@ -73,28 +73,48 @@ CARDS: dict[str, MethodInfo] = {
         note="The loss starts near log(output_dim) and falls slowly; watch kNN accuracy.",
     ),
     "distillation": MethodInfo(
-        summary="A small student learns to reproduce a large frozen teacher's features (e.g. "
-        "DINOv2) on the same augmented image. Fast, low memory, little tuning.",
-        use_when="a good pretrained teacher exists for your images; you want a small, fast "
-        "model; you have little time for tuning",
+        summary="A small student regresses a frozen teacher's spatial features (MSE at every "
+        "location of the teacher's token grid), on one mixed-up view shown to both "
+        "(LightlyTrain's distillationv2).",
+        use_when="a good pretrained teacher exists for your images (DINOv2, or a run of your "
+        "own); you want a small, fast model, for dense tasks too; little time for tuning",
         avoid_when="no teacher fits your domain: the student is bounded by its teacher",
         batch_size=128,
-        epochs=50,
-        backbones=("resnet18-small", "resnet18", "resnet50"),
-        paper="LightlyTrain distillation, https://docs.lightly.ai/train/stable/methods/",
-        note="The loss may barely move while kNN accuracy improves: that is normal here.",
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50", "mobilenet_v3_small"),
+        paper="LightlyTrain distillation v2, https://docs.lightly.ai/train/stable/methods/"
+        "distillation.html; 'A Good Teacher is Patient and Consistent', 2021, "
+        "https://arxiv.org/abs/2106.05237",
+        note="Defaults: spatial=True (student map -> per-location Linear -> bilinear to the "
+        "teacher's grid; spatial=False regresses pooled features), teacher_blocks=2 (a ViT "
+        "teacher's last 2 blocks' patch tokens, concatenated; a CNN's final map), batch "
+        "mixup with lambda ~ U(0, 1), gradient clipping at norm 1.0, teacher inputs "
+        "re-normalised to its own statistics (ImageNet's for DINOv2/torchvision, the run's "
+        "for run:). LightlyTrain recommends batch 128-2048 and 100-3000 epochs (up to 10,000 "
+        "on < 100k images). The loss may barely move while kNN accuracy improves: that is "
+        "normal. Its floor is the part of the teacher's features the student cannot yet "
+        "predict, not zero, and mixup gives it new targets every step; watch kNN accuracy.",
     ),
     "distillationv1": MethodInfo(
-        summary="The student matches the teacher's softmax similarity to a queue of recent "
-        "teacher embeddings (a pseudo-classifier), T = 0.07.",
-        use_when="as distillation, when you prefer matching relations between images over "
-        "regressing raw teacher features",
+        summary="The student matches the teacher's softmax similarity to a queue of teacher "
+        "embeddings (a pseudo-classifier), both L2-normalised, T = 0.07 on both sides "
+        "(LightlyTrain's distillationv1).",
+        use_when="as distillation, for global tasks (classification, an embedding model): it "
+        "matches relations between images rather than raw teacher features",
         avoid_when="the dataset is tiny: the queue then repeats the same images",
         batch_size=128,
-        epochs=50,
-        backbones=("resnet18-small", "resnet18", "resnet50"),
-        paper="LightlyTrain distillation v1, https://docs.lightly.ai/train/stable/methods/",
-        note="The loss may barely move while kNN accuracy improves: that is normal here.",
+        epochs=100,
+        backbones=("resnet18-small", "resnet18", "resnet50", "mobilenet_v3_small"),
+        paper="LightlyTrain distillation v1, https://docs.lightly.ai/train/stable/methods/"
+        "distillation.html; SEED, 2021, https://arxiv.org/abs/2101.04731",
+        note="Defaults: temperature=0.07, a queue that starts at zeros and takes each batch "
+        "before its loss (so every image meets its own teacher embedding), queue_size from "
+        "the dataset size, one Linear student head, batch mixup with lambda ~ U(0, 1), "
+        "gradient clipping at norm 1.0, teacher inputs re-normalised to its own statistics. "
+        "LightlyTrain recommends batch 128-2048 and 100-3000 epochs (up to 10,000 on < 100k "
+        "images). The loss may barely move while kNN accuracy improves: that is normal. A "
+        "KL over a queue of similar embeddings at T = 0.07 starts small and its floor is not "
+        "zero; watch kNN accuracy instead.",
     ),
     "moco": MethodInfo(
         summary="Contrastive like SimCLR, but negatives come from a queue of keys made by a "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -88,8 +89,26 @@ class ViTBackbone(nn.Module):
         grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
         return torch.cat([cls_pos, grid.flatten(2).transpose(1, 2)], dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class-token features (B, D) for images (B, 3, H, W); H, W multiples of patch_size."""
+    def get_intermediate_layers(
+        self,
+        x: torch.Tensor,
+        n: int = 1,
+        reshape: bool = False,
+        return_class_token: bool = False,
+        norm: bool = True,
+    ) -> tuple[Any, ...]:
+        """The last ``n`` blocks' outputs, with DINOv2's interface (``reshape=True``: maps).
+
+        Args:
+            x: Images (B, 3, H, W); resized up to multiples of ``patch_size``.
+            n: How many of the last blocks to return.
+            reshape: Patch tokens as maps (B, D, H/p, W/p) instead of (B, H*W/p^2, D).
+            return_class_token: Return ``(patch_tokens, class_token (B, D))`` pairs.
+            norm: Apply the final LayerNorm to each block's output (as DINOv2 does).
+
+        Returns:
+            One entry per block, oldest first.
+        """
         p = self.patch_size
         if x.shape[-1] % p or x.shape[-2] % p:
             h, w = (math.ceil(s / p) * p for s in x.shape[-2:])
@@ -99,8 +118,58 @@ class ViTBackbone(nn.Module):
         cls = self.vit.class_token.expand(x.shape[0], -1, -1)
         tokens = torch.cat([cls, tokens], dim=1) + self._pos_embedding(gh, gw)
         enc = self.vit.encoder
-        tokens = enc.ln(enc.layers(enc.dropout(tokens)))
-        return tokens[:, 0]
+        tokens = enc.dropout(tokens)
+        layers = list(enc.layers)
+        outs = []
+        for i, layer in enumerate(layers):
+            tokens = layer(tokens)
+            if i >= len(layers) - n:
+                outs.append(enc.ln(tokens) if norm else tokens)
+        patches = [o[:, 1:] for o in outs]  # (B, gh*gw, D)
+        if reshape:
+            patches = [t.transpose(1, 2).reshape(t.shape[0], -1, gh, gw) for t in patches]
+        if return_class_token:
+            return tuple(zip(patches, [o[:, 0] for o in outs]))
+        return tuple(patches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class-token features (B, D) for images (B, 3, H, W); H, W multiples of patch_size."""
+        cls: torch.Tensor = self.get_intermediate_layers(x, return_class_token=True)[-1][1]
+        return cls
+
+
+def feature_map(
+    module: nn.Module, x: torch.Tensor, n_blocks: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features (B, D) and the final spatial feature map (B, C, h, w), in one pass.
+
+    ViTs (a DINOv2-style ``get_intermediate_layers``: DINOv2, :class:`ViTBackbone`): the class
+    token, and the patch tokens of the last ``n_blocks`` blocks concatenated along channels
+    (C = n_blocks * D), as LightlyTrain's distillationv2 ``_forward_teacher`` does. CNNs: the
+    input of the last ``nn.AdaptiveAvgPool2d`` (the global pool before the classifier, which
+    torchvision's ResNets and MobileNets have); ``n_blocks`` does not apply.
+
+    Raises:
+        ValueError: The module has neither (e.g. a torchvision ViT): train on pooled features.
+    """
+    blocks = getattr(module, "get_intermediate_layers", None)
+    if callable(blocks):
+        outs = blocks(x, n=n_blocks, reshape=True, return_class_token=True)
+        return outs[-1][1], torch.cat([o[0] for o in outs], dim=1)
+    pools = [m for m in module.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    if not pools:
+        raise ValueError(
+            f"{type(module).__name__} exposes no spatial feature map: it has no "
+            "get_intermediate_layers (ViTs) and no nn.AdaptiveAvgPool2d (CNNs). Distil pooled "
+            "features instead: method_args={'spatial': False}."
+        )
+    seen: list[torch.Tensor] = []
+    handle = pools[-1].register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+    try:
+        pooled = module(x).flatten(1)
+    finally:
+        handle.remove()
+    return pooled, seen[-1]
 
 
 def prefers_channels_last(backbone: nn.Module) -> bool:

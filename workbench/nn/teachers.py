@@ -4,6 +4,9 @@ A teacher maps images (B, 3, H, W) to features (B, D) (the CLS token or pooled f
 teacher returned by :func:`load_teacher` is frozen (``requires_grad=False``), in eval mode, and
 keeps its ``patch_size`` attribute when it has one, so the distillation method can resize its
 input to a multiple of it (DINOv2: 14).
+Spatial distillation reads the teacher's feature map instead, through
+:func:`workbench.nn.backbones.feature_map` (the ViTs' ``get_intermediate_layers``, a CNN's map
+before its global pool).
 
 Specs:
 
@@ -14,6 +17,8 @@ Specs:
 - ``"torchvision:<name>"``: a torchvision classification model without its classifier, with a
   local weights file (or a torchvision weights name such as ``"DEFAULT"``, downloaded once).
 - An ``nn.Module`` (``feature_dim`` measured with one forward pass when None).
+
+:func:`teacher_normalization` says which input normalisation each teacher was trained with.
 
 - [0]: DINOv2, 2023, https://arxiv.org/abs/2304.07193, https://github.com/facebookresearch/dinov2
 """
@@ -29,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.augment.recipes import IMAGENET_MEAN, IMAGENET_STD
 from workbench.nn.utils import module_device
 
 DINOV2_REPO = "facebookresearch/dinov2"
@@ -197,6 +203,26 @@ def load_teacher(
         f"Unknown teacher {spec!r}. Valid: {sorted(list_teachers())}, or pass an nn.Module "
         "(with teacher_dim) in method_args={'teacher': module}."
     )
+
+
+def teacher_normalization(spec: str | nn.Module) -> tuple[list[float], list[float]] | None:
+    """The (mean, std) a teacher's inputs were normalised with when it was trained.
+
+    DINOv2 and torchvision models were trained on ImageNet-normalised images; a ``run:``
+    teacher on what its run recorded in config.json (``mean``, ``std``; [0, 0, 0] and [1, 1, 1]
+    for a run without normalisation). For an ``nn.Module`` the answer is unknown: None, and it
+    sees the student's views as they are.
+    """
+    if isinstance(spec, nn.Module):
+        return None
+    name = str(spec).strip()
+    if name.startswith("run:"):
+        from workbench.runs import load_run
+
+        config = load_run(name[len("run:") :]).config
+        mean, std = config.get("mean", IMAGENET_MEAN), config.get("std", IMAGENET_STD)
+        return [float(v) for v in mean], [float(v) for v in std]
+    return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
 # --- run: -----------------------------------------------------------------------------------

@@ -420,7 +420,7 @@ def build_module(plan: Plan, augment: Any) -> Any:
     c = plan.config
     kw: dict[str, Any] = {"dataset_size": len(plan.train_idx), "max_epochs": c["epochs"]}
     if c["method"].startswith("distillation"):
-        kw["input_size"] = c["input_size"]
+        kw.update(input_size=c["input_size"], input_mean=c["mean"], input_std=c["std"])
     ssl = plan.method_cls(plan.backbone, c["feature_dim"], plan.method_cfg, **kw)
     return SSLModule(
         ssl,
