@@ -217,11 +217,10 @@ def teacher_normalization(spec: str | nn.Module) -> tuple[list[float], list[floa
         return None
     name = str(spec).strip()
     if name.startswith("run:"):
+        from workbench.eval.embedding import run_normalization
         from workbench.runs import load_run
 
-        config = load_run(name[len("run:") :]).config
-        mean, std = config.get("mean", IMAGENET_MEAN), config.get("std", IMAGENET_STD)
-        return [float(v) for v in mean], [float(v) for v in std]
+        return run_normalization(load_run(name[len("run:") :]).config)
     return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
