@@ -84,7 +84,7 @@ def test_simclr_study_quick(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (tmp_path / "simclr_study_quick.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["trial"] == "t0.1" and rows[0]["epochs"] == 1
     assert 0.0 < rows[0]["knn_top1"] <= 1.0
-    assert "| t0.1 | 0.1 |" in (tmp_path / "simclr_study_quick.md").read_text()
+    assert "| t0.1 | 1 | 0.1 |" in (tmp_path / "simclr_study_quick.md").read_text()
 
 
 @pytest.mark.slow

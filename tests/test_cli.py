@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,12 +86,28 @@ def test_demo_writes_its_plots(
     folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "demo"
-    assert main(["demo", "--data", str(folder), "--out", str(out), "--epochs", "1", *TINY]) == 0
+    args = ["demo", "--data", str(folder), "--out", str(out), "--epochs", "1", "--reducer", "pca"]
+    assert main([*args, *TINY]) == 0
     printed = capsys.readouterr().out
     for name in ("training_curves.png", "embedding_map.png"):
         png = out / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert f"wrote {png}" in printed
+    # the verdict in points against the run's own random init, numbers for people
+    assert re.search(r"kNN accuracy \d+\.\d% after training vs \d+\.\d% at random init "
+                     r"\([+-]\d+\.\d points: ", printed), printed  # fmt: skip
+
+
+def test_demo_verdict_says_whether_the_run_beat_random_init() -> None:
+    from workbench.cli import demo_verdict
+
+    s = {"status": "finished", "knn_acc": 0.8836, "knn_acc_init": 0.8123, "images_per_s": 1234.5}
+    assert demo_verdict(s) == (
+        "finished: kNN accuracy 88.4% after training vs 81.2% at random init "
+        "(+7.1 points: learned); 1,234 img/s."
+    )
+    assert "did not beat random init" in demo_verdict({**s, "knn_acc": 0.7})
+    assert "no labels" in demo_verdict({**s, "knn_acc": None})
 
 
 def test_ctrl_c_stops_cleanly_with_a_checkpoint(folder: Path, tmp_path: Path) -> None:

@@ -259,46 +259,71 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0 if run.status in ("finished", "stopped") else 1
 
 
-def write_demo_plots(run: Any, data: Any = None) -> list[Path]:
-    """Training curves (loss / std / kNN) and, for labelled data, an embedding map, as PNGs."""
-    from workbench.plots import figure_to_png, training_curves
+def write_demo_plots(run: Any, data: Any = None, reducer: str = "umap") -> list[Path]:
+    """The run's training figure and, for labelled data, its map beside random init's, as PNGs.
+
+    ``embedding_map.png`` shows the trained backbone's map next to the map of the backbone the
+    run started from (rebuilt from the run's seed, so its kNN is the run's ``knn_acc_init``),
+    with each one's held-out kNN in its title.
+    """
+    from workbench.eval import embed, project, random_init_like
+    from workbench.plots import compared_maps, figure_to_png, training_curves
 
     paths = []
     p = run.out / "training_curves.png"
     p.write_bytes(figure_to_png(training_curves(run)))
     paths.append(p)
-    from workbench.eval import embed, project
-    from workbench.plots import embedding_map
+    data = data if data is not None else run.config["data"]
+    emb = embed(run, data, batch_size=256)
+    if emb.labels is None:
+        return paths
+    init = random_init_like(run.backbone, run.config)
+    c = run.config
+    cemb = embed(init, data, batch_size=256, input_size=c["input_size"], mean=c["mean"],
+                 std=c["std"])  # fmt: skip
+    last = run.history[-1] if run.history else {}
 
-    emb = embed(run, data if data is not None else run.config["data"], batch_size=256)
-    xy = project(emb.features, method="pca")
-    fig = embedding_map(
-        xy,
-        labels=emb.labels,
-        class_names=emb.class_names,
-        title=f"{run.config['method']} embeddings (PCA)",
-    )
+    def knn(key: str) -> str:
+        v = last.get(key)
+        return "" if v is None else f": kNN {v:.1%}"
+
+    epochs = len(run.history)
+    titles = [
+        f"{c['method']}, {epochs} epoch{'s' if epochs != 1 else ''}{knn('knn_acc')}",
+        f"random init (where the run started){knn('knn_acc_init')}",
+    ]
+    xys = [project(e.features, method=reducer) for e in (emb, cemb)]
+    what = f"{reducer.upper()} of {len(emb):,} images, coloured by label"
+    fig = compared_maps(xys, titles, emb.labels, emb.class_names,
+                        suptitle=f"{what}; kNN on held-out images")  # fmt: skip
     p = run.out / "embedding_map.png"
     p.write_bytes(figure_to_png(fig))
     paths.append(p)
     return paths
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    print("SSL Workbench demo: SimCLR on scikit-learn's handwritten digits (CPU friendly).")
-    run = _train_with_progress(args)
-    for p in write_demo_plots(run):
-        print(f"wrote {p}")
-    s = run.summary()
-
-    def acc(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.3f}"
-
-    print(
-        f"{s['status']}: kNN accuracy {acc(s['knn_acc'])} (random init "
-        f"{acc(s['knn_acc_init'])}), final loss {s['loss']:.4f}, "
-        f"{s['images_per_s']:.0f} img/s. Open notebooks/01_quickstart.ipynb next (make lab)."
+def demo_verdict(summary: Any) -> str:
+    """The demo's last line: trained vs random-init kNN, in points, for people."""
+    knn, init = summary.get("knn_acc"), summary.get("knn_acc_init")
+    if knn is None or init is None:
+        return f"{summary['status']}: no labels, so no kNN accuracy."
+    gain = 100 * (knn - init)
+    verdict = "learned" if gain > 0 else "did not beat random init"
+    return (
+        f"{summary['status']}: kNN accuracy {knn:.1%} after training vs {init:.1%} at random "
+        f"init ({gain:+.1f} points: {verdict}); {summary['images_per_s']:,.0f} img/s."
     )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    data = "scikit-learn's 1,797 handwritten digits" if args.data == "digits" else args.data
+    size = f" at {args.input_size} px" if args.input_size else ""
+    print(f"SSL Workbench demo: {args.method} on {data}{size}, {args.epochs} epochs (CPU-sized).")
+    run = _train_with_progress(args)
+    for p in write_demo_plots(run, reducer=args.reducer):
+        print(f"wrote {p}")
+    print(demo_verdict(run.summary()))
+    print("Open notebooks/01_quickstart.ipynb next (make lab).")
     return 0 if run.status == "finished" else 1
 
 
@@ -381,7 +406,11 @@ def _add_train_args(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     )
     p.add_argument("--out", default=None, help="run folder (default: runs/<method>-<time>)")
     p.add_argument(
-        "--epochs", type=int, default=5 if demo else d["epochs"], help="passes over the data"
+        "--epochs",
+        type=int,
+        # the demo: 4 epochs gained the most per second on a 2-core CPU (benchmarks/demo_study.md)
+        default=4 if demo else d["epochs"],
+        help="passes over the data",
     )
     p.add_argument(
         "--batch-size", type=int, default=d["batch_size"], help="images per batch (per device)"
@@ -467,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="headless main job: short run on digits, plots as PNG", formatter_class=fmt
     )
     _add_train_args(p, demo=True)
+    p.add_argument(
+        "--reducer", default="umap", choices=("umap", "pca"), help="how the maps are drawn"
+    )
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser(
         "app", help="serve the Workbench tabs as a web page (Voila)", formatter_class=fmt
