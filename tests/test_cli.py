@@ -107,7 +107,7 @@ def test_demo_verdict_says_whether_the_run_beat_random_init() -> None:
         "(+7.1 points: learned); 1,234 img/s."
     )
     assert "did not beat random init" in demo_verdict({**s, "knn_acc": 0.7})
-    assert "no labels" in demo_verdict({**s, "knn_acc": None})
+    assert "no kNN accuracy" in demo_verdict({**s, "knn_acc": None})
 
 
 def test_ctrl_c_stops_cleanly_with_a_checkpoint(folder: Path, tmp_path: Path) -> None:

@@ -267,6 +267,7 @@ def write_demo_plots(run: Any, data: Any = None, reducer: str = "umap") -> list[
     with each one's held-out kNN in its title.
     """
     from workbench.eval import embed, project, random_init_like
+    from workbench.eval.embedding import run_normalization
     from workbench.plots import compared_maps, figure_to_png, training_curves
 
     paths = []
@@ -279,8 +280,8 @@ def write_demo_plots(run: Any, data: Any = None, reducer: str = "umap") -> list[
         return paths
     init = random_init_like(run.backbone, run.config)
     c = run.config
-    cemb = embed(init, data, batch_size=256, input_size=c["input_size"], mean=c["mean"],
-                 std=c["std"])  # fmt: skip
+    mean, std = run_normalization(c)  # the views the run trained on, as embed(run) sees them
+    cemb = embed(init, data, batch_size=256, input_size=c["input_size"], mean=mean, std=std)
     last = run.history[-1] if run.history else {}
 
     def knn(key: str) -> str:
@@ -306,7 +307,7 @@ def demo_verdict(summary: Any) -> str:
     """The demo's last line: trained vs random-init kNN, in points, for people."""
     knn, init = summary.get("knn_acc"), summary.get("knn_acc_init")
     if knn is None or init is None:
-        return f"{summary['status']}: no labels, so no kNN accuracy."
+        return f"{summary['status']}: no kNN accuracy (unlabelled data, or no epoch finished)."
     gain = 100 * (knn - init)
     verdict = "learned" if gain > 0 else "did not beat random init"
     return (
