@@ -56,7 +56,9 @@ class ViewSpec:
     kind: str = "global"  # "global" (full-size view) or "local" (small multi-crop view, DINO)
     count: int = 1  # number of views drawn from this group for every image
     size: int = 224  # output side in pixels (views are square)
-    crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop: area fraction range
+    # random resized crop: area fraction range. 0.08 also at 32 px: gentler crops (0.2, 0.35)
+    # learned no better on digits (benchmarks/results/crop_scale_decision.md)
+    crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio range
     hflip_prob: float = 0.5  # probability of a horizontal flip
     vflip_prob: float = 0.0  # probability of a vertical flip
