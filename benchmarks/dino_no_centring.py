@@ -102,12 +102,10 @@ def main() -> None:
     if args.control:
         cases["default"] = {}
     if args.from_run:
-        found = [record(p.name, wb.load_run(p), None) for p in args.from_run]
+        results = [record(p.name, wb.load_run(p), None) for p in args.from_run]
     else:
-        found = [probe(name, margs, args.epochs, out) for name, margs in cases.items()]
-    results = []
-    for res in found:
-        results.append(res)
+        results = [probe(name, margs, args.epochs, out) for name, margs in cases.items()]
+    for res in results:
         for r in res["per_epoch"][:: max(1, len(res["per_epoch"]) // 30)]:
             print(res["run"], r, flush=True)
         print(res["run"], "events:", res["events"], f"({res['wall_s']} s)", flush=True)
