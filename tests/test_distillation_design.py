@@ -303,3 +303,13 @@ def test_cards_state_defaults_recommendations_and_the_flat_loss(method: str) -> 
         assert d["defaults"]["spatial"] is True and d["defaults"]["teacher_blocks"] == 2
     else:
         assert d["defaults"]["temperature"] == 0.07 and "zeros" in d["note"]
+
+
+def test_v1_auto_queue_size_is_lightlytrains_bucket() -> None:
+    # LightlyTrain's buckets: about 25-50 % of the dataset, 8192 from 20,000 images on.
+    sizes = {0: 16, 49: 16, 50: 32, 249: 64, 1_437: 512, 1_999: 512, 2_000: 1024}
+    assert {n: dist.auto_queue_size(n) for n in sizes} == sizes
+    assert dist.auto_queue_size(20_000) == dist.auto_queue_size(10**7) == 8192
+    cfg = DistillationV1.make_config(teacher=_teacher())
+    m = DistillationV1(_student(), 6, cfg, input_size=SIZE, dataset_size=1_437)
+    assert m.queue.shape == (512, 12)

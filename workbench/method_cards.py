@@ -109,7 +109,7 @@ CARDS: dict[str, MethodInfo] = {
         "distillation.html; SEED, 2021, https://arxiv.org/abs/2101.04731",
         note="Defaults: temperature=0.07, a queue that starts at zeros and takes each batch "
         "before its loss (so every image meets its own teacher embedding), queue_size from "
-        "the dataset size, one Linear student head, batch mixup with lambda ~ U(0, 1), "
+        "LightlyTrain's dataset-size buckets (512 for 1,000-1,999 images), one Linear student head, batch mixup with lambda ~ U(0, 1), "
         "gradient clipping at norm 1.0, teacher inputs re-normalised to its own statistics. "
         "LightlyTrain recommends batch 128-2048 and 100-3000 epochs (up to 10,000 on < 100k "
         "images). The loss may barely move while kNN accuracy improves: that is normal. A "

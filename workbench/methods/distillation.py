@@ -56,7 +56,20 @@ class DistillationV1Config(TeacherConfig):
     """Queue-based variant settings."""
 
     temperature: float = 0.07  # softmax temperature, teacher and student (LightlyTrain: 0.07)
-    queue_size: int | None = None  # None: from the dataset size (small data, small queue)
+    queue_size: int | None = None  # None: LightlyTrain's bucket for the dataset size
+
+
+# LightlyTrain's "auto" queue size: (datasets below this many images, queue size), about 25-50 %
+# of the bucket's sizes, so a small dataset's queue does not hold stale repeats.
+QUEUE_BUCKETS = (
+    (50, 16), (100, 32), (250, 64), (500, 128), (1_000, 256), (2_000, 512), (4_000, 1024),
+    (10_000, 2048), (20_000, 4096),
+)  # fmt: skip
+
+
+def auto_queue_size(dataset_size: int) -> int:
+    """LightlyTrain's queue size for a dataset of ``dataset_size`` images (8192 from 20,000)."""
+    return next((q for limit, q in QUEUE_BUCKETS if dataset_size < limit), 8192)
 
 
 class DistillationHead(nn.Module):
@@ -241,8 +254,8 @@ class DistillationV1(TeacherStudent):
     ) -> None:
         super().__init__(backbone, feature_dim, config, **kw)
         q = config.queue_size
-        if q is None:  # small datasets get small queues, so entries are not stale repeats
-            q = int(min(8192, max(128, self.dataset_size // 2)))
+        if q is None:
+            q = auto_queue_size(self.dataset_size)
         # LightlyTrain starts the queue at torch.zeros: empty slots have similarity 0 to all.
         self.register_buffer("queue", torch.zeros(q, self.teacher_dim))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
