@@ -85,7 +85,8 @@ CARDS: dict[str, MethodInfo] = {
         paper="LightlyTrain distillation v2, https://docs.lightly.ai/train/stable/methods/"
         "distillation.html; 'A Good Teacher is Patient and Consistent', 2021, "
         "https://arxiv.org/abs/2106.05237",
-        note="Defaults: spatial=True (student map -> per-location Linear -> bilinear to the "
+        note="Defaults: LARS (LightlyTrain's optimizer; for conv students, AdamW for ViTs), "
+        "spatial=True (student map -> per-location Linear -> bilinear to the "
         "teacher's grid; spatial=False regresses pooled features), teacher_blocks=2 (a ViT "
         "teacher's last 2 blocks' patch tokens, concatenated; a CNN's final map), batch "
         "mixup with lambda ~ U(0, 1), gradient clipping at norm 1.0, teacher inputs "
@@ -107,9 +108,11 @@ CARDS: dict[str, MethodInfo] = {
         backbones=("resnet18-small", "resnet18", "resnet50", "mobilenet_v3_small"),
         paper="LightlyTrain distillation v1, https://docs.lightly.ai/train/stable/methods/"
         "distillation.html; SEED, 2021, https://arxiv.org/abs/2101.04731",
-        note="Defaults: temperature=0.07, a queue that starts at zeros and takes each batch "
+        note="Defaults: LARS (LightlyTrain's optimizer; for conv students, AdamW for ViTs), "
+        "temperature=0.07, a queue that starts at zeros and takes each batch "
         "before its loss (so every image meets its own teacher embedding), queue_size from "
-        "LightlyTrain's dataset-size buckets (512 for 1,000-1,999 images), one Linear student head, batch mixup with lambda ~ U(0, 1), "
+        "LightlyTrain's dataset-size buckets (512 for 1,000-1,999 images), one Linear student "
+        "head, batch mixup with lambda ~ U(0, 1), "
         "gradient clipping at norm 1.0, teacher inputs re-normalised to its own statistics. "
         "LightlyTrain recommends batch 128-2048 and 100-3000 epochs (up to 10,000 on < 100k "
         "images). The loss may barely move while kNN accuracy improves: that is normal. A "
