@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 from workbench.nn.backbones import (
     get_backbone,
@@ -83,6 +84,15 @@ def test_mobilenet_students_are_small_and_keep_a_4x4_map_at_32px(name, dim, max_
     stock, _ = get_backbone(name, input_size=224)  # large inputs keep torchvision's strides
     with torch.no_grad():
         assert stock.features(torch.randn(1, 3, 224, 224)).shape[-2:] == (7, 7)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "mobilenet_v3_large"])
+def test_mobilenet_batchnorm_tracks_short_runs(name):
+    # torchvision's 0.01 leaves running statistics near their initial values after the tens of
+    # steps of a short run, and eval-mode features (kNN) collapse; PyTorch's default follows.
+    model, _ = get_backbone(name, input_size=32)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(bn.momentum == 0.1 for bn in bns)
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "mobilenet_v3_large"])
