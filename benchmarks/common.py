@@ -908,6 +908,12 @@ def render(path: Path | None = None) -> Path:
             out += [READING["probe"], ""]
     for f in sorted(RESULTS.glob("readback_*.json")):
         out += _render_readback(json.loads(f.read_text()), f.name)
+    distill = RESULTS / "distillation.md"  # benchmarks/distillation.py writes it, per record
+    if distill.is_file():
+        body = distill.read_text().splitlines()[1:]  # its own title gives way to this heading
+        out += ["## Distillation offline (`distillation.md`)", *(
+            "#" + line if line.startswith("## ") else line for line in body
+        ), ""]  # fmt: skip
     text = "\n".join(_wrap(line) for line in out).rstrip() + "\n"
     path.write_text(text)
     return path

@@ -110,6 +110,25 @@ def test_shapes_lesson_quick(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_distillation_quick(tmp_path: Path) -> None:
+    _run("distillation.py", tmp_path)
+    lines = (tmp_path / "distillation_quick.jsonl").read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    roles = {"teacher", "distillation", "distillationv1", "simclr-probe", "simclr-same-time"}
+    assert roles <= {r["role"] for r in recs}
+    assert all(0.0 <= r["knn_acc"] <= 1.0 and r["infer_images_per_s"] > 0 for r in recs)
+    summary = json.loads((tmp_path / "distillation_quick.json").read_text())
+    assert set(summary["methods"]) == {"distillation", "distillationv1"}
+    row = summary["methods"]["distillation"][0]
+    assert row["gap_to_teacher"] == pytest.approx(row["teacher_knn"] - row["student_knn"])
+    md = (tmp_path / "distillation_quick.md").read_text()
+    assert "| teacher | resnet18 |" in md and "teacher - student" in md
+    # A rerun resumes: every run is recorded, so nothing trains again.
+    _run("distillation.py", tmp_path)
+    assert (tmp_path / "distillation_quick.jsonl").read_text().splitlines() == lines
+
+
+@pytest.mark.slow
 def test_mobilenet_small_inputs_quick(tmp_path: Path) -> None:
     _run("mobilenet_small_inputs.py", tmp_path)
     data = json.loads((tmp_path / "mobilenet_small_inputs_quick.json").read_text())
