@@ -130,6 +130,7 @@ def main() -> None:
         args.out = str(RESULTS / "distillation_quick_runs")
     warnings.filterwarnings("ignore")
     import workbench as wb
+    from workbench.runs import BACKBONE
 
     ds = wb.load_dataset("digits")
     if args.quick:
@@ -142,7 +143,7 @@ def main() -> None:
     def done(seed: int, role: str) -> dict[str, Any] | None:
         """The record of a finished run whose folder is still there (a teacher is reused)."""
         rec = next((r for r in load_records(stem) if (r["seed"], r["role"]) == (seed, role)), None)
-        kept = rec is not None and Path(rec["out"], "exported", "backbone.pt").exists()
+        kept = rec is not None and (Path(rec["out"]) / BACKBONE).exists()
         return rec if kept else None
 
     def train(seed: int, role: str, **kw: Any) -> dict[str, Any]:

@@ -248,8 +248,9 @@ def _mobilenet(name: str, input_size: int) -> tuple[nn.Module, int]:
     model.classifier = nn.Identity()
     # Torchvision builds MobileNetV3 with BatchNorm momentum 0.01, tuned for ImageNet's
     # thousands of steps an epoch. A short run (digits: 11 steps an epoch) then evaluates with
-    # running statistics still near their initial values: one distillation epoch took the
-    # held-out kNN from 0.73 to 0.09. PyTorch's default 0.1 tracks the weights.
+    # running statistics far behind the weights: a distillation at 0.01 (and a plain bilinear
+    # resize) had held-out kNN 0.31 after 12 epochs, 0.77 with 0.1 (and antialiasing).
+    # PyTorch's default 0.1 tracks the weights.
     for bn in model.modules():
         if isinstance(bn, nn.BatchNorm2d):
             bn.momentum = 0.1
