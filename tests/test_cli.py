@@ -98,6 +98,16 @@ def test_demo_writes_its_plots(
                      r"\([+-]\d+\.\d points: ", printed), printed  # fmt: skip
 
 
+def test_demo_trains_simclr_for_its_measured_budget() -> None:
+    from workbench.cli import DEMO_EPOCHS, DEMO_SIMCLR_LR, build_parser, demo_lr
+
+    args = build_parser().parse_args(["demo"])
+    assert (args.epochs, args.method, args.lr) == (DEMO_EPOCHS, "simclr", None)
+    assert demo_lr("simclr", None) == DEMO_SIMCLR_LR == 0.015  # benchmarks/results/demo_study.md
+    assert demo_lr("simclr", 0.1) == 0.1  # the user's rate wins
+    assert demo_lr("vicreg", None) is None  # other methods keep their scaled default
+
+
 def test_demo_verdict_says_whether_the_run_beat_random_init() -> None:
     from workbench.cli import demo_verdict
 
