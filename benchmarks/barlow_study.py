@@ -36,6 +36,12 @@ TRIALS: dict[str, dict[str, Any]] = {
     "lars-crop0.35-nosolar": {
         "transform_args": {"crop_scale": (0.35, 1.0), "view2_solarize_prob": 0.0}
     },
+    # second round (30-epoch failure, #17): the loss's balance, the rate and the views
+    "lars-lambda1e-3": {"method_args": {"lambda_param": 1e-3}},
+    "lars-lambda2e-2": {"method_args": {"lambda_param": 2e-2}},
+    "lars-lr0.05": {"lr": 0.05},
+    "lars-lr0.5": {"lr": 0.5},
+    "lars-b256": {"batch_size": 256},
     "vicreg-sgd": {"method": "vicreg", "method_args": {"optimizer": "sgd"}},
     "vicreg-lars": {"method": "vicreg"},
 }
@@ -67,7 +73,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         "",
         "Produced by `python benchmarks/barlow_study.py`; kNN top-1 of `wb.train`'s monitor on the "
         "held-out 20% (k=200, t=0.1). The untrained backbone scores 0.81 "
-        "(`method_quality.md`).",
+        "(`method_table.md`).",
         "",
         "| trial | method | optimizer | lr | projector | crop scale | precision | kNN epoch 1 | "
         "kNN last | loss first -> last | backbone std last |",

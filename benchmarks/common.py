@@ -282,7 +282,7 @@ class Loop:
         self.__dict__.update(kw)
 
 
-def our_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop:
+def our_loop(method: str, size: int, seed: int = 0, epochs: int = 1, dataset_size: int = 0) -> Loop:
     """The plain-PyTorch loop: our Method and ``wb.make_transform`` (per-image v2 on PIL)."""
     import torch
 
@@ -293,7 +293,7 @@ def our_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop:
     torch.manual_seed(seed)
     cls = get_method(method)
     backbone, dim = get_backbone("resnet18", input_size=size)
-    m = cls(backbone, dim, cls.make_config(), dataset_size=0, max_epochs=epochs)
+    m = cls(backbone, dim, cls.make_config(), dataset_size=dataset_size, max_epochs=epochs)
 
     def step(views: list[Any], epoch: int, step: int, max_steps: int) -> Any:
         return m.training_step_loss(views, epoch=epoch, step=step, max_steps=max_steps).loss
@@ -324,7 +324,9 @@ def lightly_view_kwargs(spec: Any) -> dict[str, Any]:
     )
 
 
-def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop:
+def lightly_loop(
+    method: str, size: int, seed: int = 0, epochs: int = 1, dataset_size: int = 0
+) -> Loop:
     """The reference: Lightly's transform, head(s) and loss around the same backbone.
 
     Head widths, loss settings and augmentation values are our method's defaults at this input
@@ -346,7 +348,13 @@ def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop
     cls = get_method(method)
     cfg: Any = cls.make_config()
     backbone, dim = get_backbone("resnet18", input_size=size)
-    ours = cls(get_backbone("resnet18", input_size=size)[0], dim, cfg, max_epochs=epochs)
+    ours = cls(
+        get_backbone("resnet18", input_size=size)[0],
+        dim,
+        cfg,
+        dataset_size=dataset_size,  # MoCo's queue size follows it
+        max_epochs=epochs,
+    )
     rec = wb.recipe(method, input_size=size)
 
     if method == "simclr":
@@ -375,10 +383,112 @@ def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop
             step=step,
         )
 
+    def byol_transform() -> Any:  # BYOL's asymmetric pair (BYOL and Barlow Twins)
+        from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform
+
+        v1, v2 = rec.group("view1"), rec.group("view2")
+        return BYOLTransform(
+            view_1_transform=BYOLView1Transform(
+                input_size=size,
+                min_scale=v1.crop_scale[0],
+                gaussian_blur=v1.blur_prob,
+                solarization_prob=v1.solarize_prob,
+                **lightly_view_kwargs(v1),
+            ),
+            view_2_transform=BYOLView2Transform(
+                input_size=size,
+                min_scale=v2.crop_scale[0],
+                gaussian_blur=v2.blur_prob,
+                solarization_prob=v2.solarize_prob,
+                **lightly_view_kwargs(v2),
+            ),
+        )
+
+    view = rec.groups[0]
+    symmetric = dict(min_scale=view.crop_scale[0], gaussian_blur=view.blur_prob)
+
+    if method == "moco":  # Lightly's MoCo v2 example, made symmetric as ours
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import MoCoProjectionHead
+        from lightly.transforms import MoCoV2Transform
+
+        head = MoCoProjectionHead(dim, cfg.hidden_dim, cfg.output_dim)
+        bb_m, head_m = copy.deepcopy(backbone), copy.deepcopy(head)
+        deactivate_requires_grad(bb_m)
+        deactivate_requires_grad(head_m)
+        crit = NTXentLoss(
+            temperature=cfg.temperature, memory_bank_size=(ours.queue_size, cfg.output_dim)
+        )
+        module = nn.ModuleDict({"backbone": backbone, "head": head})
+
+        def step(views: list[Any], epoch: int, step: int, max_steps: int) -> Any:
+            x0, x1 = views[:2]
+            q0, q1 = head(backbone(torch.cat([x0, x1])).flatten(1)).chunk(2)
+            with torch.no_grad():
+                k0 = head_m(bb_m(x0).flatten(1))
+                k1 = head_m(bb_m(x1).flatten(1))
+            return crit(torch.cat([q0, q1]), torch.cat([k1, k0]))
+
+        def after(s: int, n: int) -> None:
+            mom = cosine_schedule(s, n, cfg.momentum, 1.0)
+            update_momentum(backbone, bb_m, mom)
+            update_momentum(head, head_m, mom)
+
+        tf = MoCoV2Transform(input_size=size, **symmetric, **lightly_view_kwargs(view))
+        loop = Loop(transform=tf, module=module, backbone=backbone, method=ours, step=step)
+        loop.after, loop.extra = after, nn.ModuleDict({"bb_m": bb_m, "head_m": head_m})
+        return loop
+
+    if method == "simsiam":
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
+        from lightly.transforms import SimSiamTransform
+
+        proj = SimSiamProjectionHead(dim, cfg.proj_hidden_dim, cfg.output_dim)
+        pred = SimSiamPredictionHead(cfg.output_dim, cfg.pred_hidden_dim, cfg.output_dim)
+        crit = NegativeCosineSimilarity()
+        module = nn.ModuleDict({"backbone": backbone, "proj": proj, "pred": pred})
+
+        def step(views: list[Any], epoch: int, step: int, max_steps: int) -> Any:
+            z0, z1 = proj(backbone(torch.cat(views[:2])).flatten(1)).chunk(2)
+            p0, p1 = pred(z0), pred(z1)
+            return 0.5 * (crit(p0, z1.detach()) + crit(p1, z0.detach()))
+
+        tf = SimSiamTransform(input_size=size, **symmetric, **lightly_view_kwargs(view))
+        return Loop(transform=tf, module=module, backbone=backbone, method=ours, step=step)
+
+    if method in ("barlowtwins", "vicreg"):
+        from lightly.loss import BarlowTwinsLoss, VICRegLoss
+        from lightly.models.modules import BarlowTwinsProjectionHead
+        from lightly.models.modules.heads import VICRegProjectionHead
+        from lightly.transforms import VICRegTransform
+
+        if method == "barlowtwins":
+            head = BarlowTwinsProjectionHead(dim, cfg.hidden_dim, cfg.output_dim)
+            crit = BarlowTwinsLoss(lambda_param=cfg.lambda_param)
+            tf = byol_transform()
+        else:
+            head = VICRegProjectionHead(dim, cfg.hidden_dim, cfg.output_dim, num_layers=3)
+            crit = VICRegLoss(
+                lambda_param=cfg.lambda_param, mu_param=cfg.mu_param, nu_param=cfg.nu_param
+            )
+            tf = VICRegTransform(
+                input_size=size,
+                solarize_prob=view.solarize_prob,
+                **symmetric,
+                **lightly_view_kwargs(view),
+            )
+        module = nn.ModuleDict({"backbone": backbone, "head": head})
+
+        def step(views: list[Any], epoch: int, step: int, max_steps: int) -> Any:
+            z0, z1 = head(backbone(torch.cat(views[:2])).flatten(1)).chunk(2)
+            return crit(z0, z1)
+
+        return Loop(transform=tf, module=module, backbone=backbone, method=ours, step=step)
+
     if method == "byol":
         from lightly.loss import NegativeCosineSimilarity
         from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-        from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform
 
         proj = BYOLProjectionHead(dim, cfg.hidden_dim, cfg.output_dim)
         pred = BYOLPredictionHead(cfg.output_dim, cfg.hidden_dim, cfg.output_dim)
@@ -402,24 +512,9 @@ def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop
             update_momentum(backbone, bb_m, mom)
             update_momentum(proj, proj_m, mom)
 
-        v1, v2 = rec.group("view1"), rec.group("view2")
-        tf = BYOLTransform(
-            view_1_transform=BYOLView1Transform(
-                input_size=size,
-                min_scale=v1.crop_scale[0],
-                gaussian_blur=v1.blur_prob,
-                solarization_prob=v1.solarize_prob,
-                **lightly_view_kwargs(v1),
-            ),
-            view_2_transform=BYOLView2Transform(
-                input_size=size,
-                min_scale=v2.crop_scale[0],
-                gaussian_blur=v2.blur_prob,
-                solarization_prob=v2.solarize_prob,
-                **lightly_view_kwargs(v2),
-            ),
+        loop = Loop(
+            transform=byol_transform(), module=module, backbone=backbone, method=ours, step=step
         )
-        loop = Loop(transform=tf, module=module, backbone=backbone, method=ours, step=step)
         loop.after, loop.extra = after, module_m
         return loop
 
@@ -487,15 +582,23 @@ def lightly_loop(method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop
         loop.extra = nn.ModuleDict({"t_bb": t_bb, "t_head": t_head})
         return loop
 
-    raise ValueError(f"No Lightly reference for method {method!r}. Valid: byol, dino, simclr")
+    raise ValueError(
+        f"No Lightly reference for method {method!r}. "
+        "Valid: barlowtwins, byol, dino, moco, simclr, simsiam, vicreg"
+    )
 
 
-def make_loop(kind: str, method: str, size: int, seed: int = 0, epochs: int = 1) -> Loop:
-    """``kind``: "plain" (our blocks) or "lightly" (the reference's blocks)."""
+def make_loop(
+    kind: str, method: str, size: int, seed: int = 0, epochs: int = 1, dataset_size: int = 0
+) -> Loop:
+    """``kind``: "plain" (our blocks) or "lightly" (the reference's blocks).
+
+    ``dataset_size``: the training images (MoCo's default queue size follows it, as in wb.train).
+    """
     if kind == "plain":
-        return our_loop(method, size, seed, epochs)
+        return our_loop(method, size, seed, epochs, dataset_size)
     if kind == "lightly":
-        return lightly_loop(method, size, seed, epochs)
+        return lightly_loop(method, size, seed, epochs, dataset_size)
     raise ValueError(f"Unknown loop {kind!r}. Valid: lightly, plain")
 
 
@@ -908,12 +1011,17 @@ def render(path: Path | None = None) -> Path:
             out += [READING["probe"], ""]
     for f in sorted(RESULTS.glob("readback_*.json")):
         out += _render_readback(json.loads(f.read_text()), f.name)
-    distill = RESULTS / "distillation.md"  # benchmarks/distillation.py writes it, per record
-    if distill.is_file():
-        body = distill.read_text().splitlines()[1:]  # its own title gives way to this heading
-        out += ["## Distillation offline (`distillation.md`)", *(
-            "#" + line if line.startswith("## ") else line for line in body
-        ), ""]  # fmt: skip
+    # reports their scripts rewrite after every record, each under its own heading here
+    for stem, title in (
+        ("method_table", "Every method at 30 epochs vs Lightly SSL"),
+        ("distillation", "Distillation offline"),
+    ):
+        report = RESULTS / f"{stem}.md"
+        if report.is_file():
+            body = report.read_text().splitlines()[1:]  # its own title gives way to this one
+            out += [f"## {title} (`{stem}.md`)", *(
+                "#" + line if line.startswith("## ") else line for line in body
+            ), ""]  # fmt: skip
     text = "\n".join(_wrap(line) for line in out).rstrip() + "\n"
     path.write_text(text)
     return path

@@ -80,7 +80,10 @@ def _ours(
 
 def _loop(args: argparse.Namespace, kind: str, seed: int, split: Any) -> dict[str, Any]:
     ds, train_idx, val_idx = split
-    loop = common.make_loop(kind, args.method, args.input_size, seed=seed, epochs=args.epochs)
+    loop = common.make_loop(
+        kind, args.method, args.input_size, seed=seed, epochs=args.epochs,
+        dataset_size=len(train_idx),
+    )  # fmt: skip
     t0 = time.perf_counter()
     common.train_loop(
         loop,
