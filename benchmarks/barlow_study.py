@@ -40,6 +40,7 @@ TRIALS: dict[str, dict[str, Any]] = {
     "lars-lambda1e-3": {"method_args": {"lambda_param": 1e-3}},
     "lars-lambda2e-2": {"method_args": {"lambda_param": 2e-2}},
     "lars-lr0.05": {"lr": 0.05},
+    "lars-lr0.01": {"lr": 0.01},
     "lars-lr0.5": {"lr": 0.5},
     "lars-b256": {"batch_size": 256},
     "vicreg-sgd": {"method": "vicreg", "method_args": {"optimizer": "sgd"}},
