@@ -311,9 +311,9 @@ def test_quickstart_in_jupyterlab(lab, tmp_path):
             assert all(c is not None for c in state["counts"]), f"not all cells ran: {state}"
             body = page.locator(".jp-NotebookPanel").inner_text()
             assert "Loading widget" not in body and "Error displaying widget" not in body
-            if _UPDATE:  # the README's pictures show a run that learned something
+            if _UPDATE:  # the README's pictures show a run that clearly learned something
                 m = re.search(r"trained:\s+([\d.]+)%\s+kNN accuracy, random init: ([\d.]+)%", body)
-                assert m and float(m.group(1)) > float(m.group(2)), m and m.groups()
+                assert m and float(m.group(1)) - float(m.group(2)) >= 3.0, m and m.groups()
 
             # the augmentation preview: a real image with a non-trivial size
             explorer = _widget_output(page, "wb.AugmentationExplorer(")
