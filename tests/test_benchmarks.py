@@ -23,10 +23,10 @@ def _need_lightly() -> None:
         )
 
 
-def _run(script: str, tmp_path: Path, *args: str) -> None:
+def _run(script: str, tmp_path: Path, *args: str, quick: bool = True) -> None:
     env = {**os.environ, "WORKBENCH_BENCH_RESULTS": str(tmp_path), "MPLBACKEND": "Agg"}
     proc = subprocess.run(
-        [sys.executable, str(BENCH / script), "--quick", *args],
+        [sys.executable, str(BENCH / script), *(["--quick"] if quick else []), *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -173,17 +173,8 @@ def test_one_method_beats_random_init_by_its_recorded_margin(tmp_path: Path) -> 
         for r in map(json.loads, (BENCH / "results/method_table.jsonl").read_text().splitlines())
         if r["method"] == "simclr" and r["epochs"] == 30
     }
-    env = {**os.environ, "WORKBENCH_BENCH_RESULTS": str(tmp_path), "MPLBACKEND": "Agg"}
-    args = ["--methods", "simclr", "--seeds", "0", "--no-reference"]
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "method_table.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=3600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _run("method_table.py", tmp_path, "--methods", "simclr", "--seeds", "0", "--no-reference",
+         quick=False)  # fmt: skip
     lines = (tmp_path / "method_table.jsonl").read_text().splitlines()
     got = {(r["contender"], r["seed"]): r["knn"] for r in map(json.loads, lines)}
     margin = 100 * (got[("ours", 0)] - got[("random", 0)])
