@@ -357,32 +357,6 @@ def lightly_loop(
     )
     rec = wb.recipe(method, input_size=size)
 
-    if method == "simclr":
-        from lightly.loss import NTXentLoss
-        from lightly.models.modules import SimCLRProjectionHead
-        from lightly.transforms import SimCLRTransform
-
-        head = SimCLRProjectionHead(dim, cfg.hidden_dim, cfg.output_dim)
-        crit = NTXentLoss(temperature=cfg.temperature)
-        module = nn.ModuleDict({"backbone": backbone, "head": head})
-
-        def step(views: list[Any], epoch: int, step: int, max_steps: int) -> Any:
-            z0, z1 = head(backbone(torch.cat(views[:2])).flatten(1)).chunk(2)
-            return crit(z0, z1)
-
-        return Loop(
-            transform=SimCLRTransform(
-                input_size=size,
-                min_scale=rec.groups[0].crop_scale[0],
-                gaussian_blur=rec.groups[0].blur_prob,
-                **lightly_view_kwargs(rec.groups[0]),
-            ),
-            module=module,
-            backbone=backbone,
-            method=ours,
-            step=step,
-        )
-
     def byol_transform() -> Any:  # BYOL's asymmetric pair (BYOL and Barlow Twins)
         from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform
 
@@ -457,13 +431,17 @@ def lightly_loop(
         tf = SimSiamTransform(input_size=size, **symmetric, **lightly_view_kwargs(view))
         return Loop(transform=tf, module=module, backbone=backbone, method=ours, step=step)
 
-    if method in ("barlowtwins", "vicreg"):
-        from lightly.loss import BarlowTwinsLoss, VICRegLoss
-        from lightly.models.modules import BarlowTwinsProjectionHead
+    if method in ("simclr", "barlowtwins", "vicreg"):  # one head on both views, one loss
+        from lightly.loss import BarlowTwinsLoss, NTXentLoss, VICRegLoss
+        from lightly.models.modules import BarlowTwinsProjectionHead, SimCLRProjectionHead
         from lightly.models.modules.heads import VICRegProjectionHead
-        from lightly.transforms import VICRegTransform
+        from lightly.transforms import SimCLRTransform, VICRegTransform
 
-        if method == "barlowtwins":
+        if method == "simclr":
+            head = SimCLRProjectionHead(dim, cfg.hidden_dim, cfg.output_dim)
+            crit = NTXentLoss(temperature=cfg.temperature)
+            tf = SimCLRTransform(input_size=size, **symmetric, **lightly_view_kwargs(view))
+        elif method == "barlowtwins":
             head = BarlowTwinsProjectionHead(dim, cfg.hidden_dim, cfg.output_dim)
             crit = BarlowTwinsLoss(lambda_param=cfg.lambda_param)
             tf = byol_transform()

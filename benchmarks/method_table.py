@@ -156,12 +156,12 @@ def write_report(records: list[dict[str, Any]], epochs: int, stem: str = STEM) -
     return path
 
 
-def run_one(args: argparse.Namespace, method: str, contender: str, seed: int) -> dict[str, Any]:
-    """Train (unless ``random``) and score one contender on the seed's split."""
-    import workbench as wb
+def run_one(
+    args: argparse.Namespace, ds: Any, method: str, contender: str, seed: int
+) -> dict[str, Any]:
+    """Train (unless ``random``) and score one contender on the seed's split of ``ds``."""
     from workbench.data import stratified_split
 
-    ds = wb.load_dataset("digits")
     train_idx, val_idx = stratified_split(ds.labels, val_fraction=quality.VAL_FRACTION, seed=seed)
     split = (ds, train_idx, val_idx)
     ns = argparse.Namespace(
@@ -219,10 +219,14 @@ def main() -> None:
         print(f"wrote {write_report(records, args.epochs, stem)}")
         return
 
+    import workbench as wb
+
+    ds = wb.load_dataset("digits")
+
     def ensure(method: str, contender: str, seed: int) -> None:
         if any(_key(r) == (method, contender, seed, args.epochs) for r in records):
             return
-        rec = run_one(args, method, contender, seed)
+        rec = run_one(args, ds, method, contender, seed)
         records.append(rec)
         with path.open("a") as f:
             f.write(json.dumps(rec) + "\n")
