@@ -263,6 +263,20 @@ def test_negative_cosine_similarity_matches_formula_and_stops_gradient(
     assert negative_cosine_similarity(z, z).item() == pytest.approx(-1.0, abs=ATOL)
 
 
+def test_simsiam_predictor_sees_one_view_at_a_time() -> None:
+    """The predictor's BatchNorm normalises each view's batch on its own (paper's code, Lightly)."""
+    import workbench as wb
+    from workbench.methods.simsiam import SimSiam
+
+    backbone, dim = wb.get_backbone("resnet18", input_size=16)
+    m = SimSiam(backbone, dim, SimSiam.make_config(output_dim=8, pred_hidden_dim=4))
+    batches: list[int] = []
+    m.prediction_head.register_forward_hook(lambda mod, inp, out: batches.append(inp[0].shape[0]))
+    views = [torch.rand(6, 3, 16, 16), torch.rand(6, 3, 16, 16)]
+    m.training_step_loss(views, epoch=0, step=0, max_steps=1)
+    assert batches == [6, 6]
+
+
 # --- Barlow Twins -----------------------------------------------------------------------------
 
 

@@ -59,9 +59,10 @@ class SimSiam(Method):
         x0, x1 = views[:2]
         h = self.forward(torch.cat([x0, x1]))
         z = self.projection_head(h)
-        p = self.prediction_head(z)
         z0, z1 = z.chunk(2)
-        p0, p1 = p.chunk(2)
+        # The predictor sees one view at a time (its BatchNorm normalises each view's batch on
+        # its own), as in the paper's code and Lightly's examples.
+        p0, p1 = self.prediction_head(z0), self.prediction_head(z1)
         if self.config.stop_gradient:
             loss = 0.5 * (negative_cosine_similarity(p0, z1) + negative_cosine_similarity(p1, z0))
         else:  # the paper's ablation: the trivial constant solution is then reachable
