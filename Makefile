@@ -35,7 +35,7 @@ test-slow: bench-setup  ## long checks: quality, 2-process DDP, notebooks in qui
 	$(PY) -m pytest -q -m slow
 
 test-notebooks: setup  ## notebooks 02-06 executed in quick mode (WORKBENCH_QUICK=1)
-	$(PY) -m pytest -q -m slow tests/test_notebooks.py  # the quickstart runs in `make test`
+	$(PY) -m pytest -q -m slow tests/test_notebooks.py::test_runs_in_quick_mode  # the quickstart runs in `make test`
 
 browser-deps:  ## Debian's Chromium for the Playwright test (Playwright's own download fails offline)
 	@command -v chromium >/dev/null || { \
