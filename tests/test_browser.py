@@ -19,6 +19,7 @@ Needs Debian's Chromium (``apt-get install -y chromium``); run with ``pytest -m 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -91,6 +92,15 @@ def lab(tmp_path):
     """A JupyterLab server on a free localhost port; yields (base_url, token). Always stopped."""
     root = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", root)
+    with lab_server(tmp_path) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def lab_server(tmp_path: Path):
+    """JupyterLab serving ``tmp_path / "notebooks"``; yields (base_url, token). Always stopped."""
+    root = tmp_path / "notebooks"
+    root.mkdir(exist_ok=True)
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     # no "receive Jupyter news?" toast over the screenshots
