@@ -263,13 +263,15 @@ def test_negative_cosine_similarity_matches_formula_and_stops_gradient(
     assert negative_cosine_similarity(z, z).item() == pytest.approx(-1.0, abs=ATOL)
 
 
-def test_simsiam_predictor_sees_one_view_at_a_time() -> None:
-    """The predictor's BatchNorm normalises each view's batch on its own (paper's code, Lightly)."""
+@pytest.mark.parametrize("method", ["simsiam", "byol"])
+def test_predictor_sees_one_view_at_a_time(method: str) -> None:
+    """The predictor's BatchNorm normalises each view's batch on its own (the papers' code)."""
     import workbench as wb
-    from workbench.methods.simsiam import SimSiam
+    from workbench.methods import get_method
 
+    cls = get_method(method)
     backbone, dim = wb.get_backbone("resnet18", input_size=16)
-    m = SimSiam(backbone, dim, SimSiam.make_config(output_dim=8, pred_hidden_dim=4))
+    m = cls(backbone, dim, cls.make_config())
     batches: list[int] = []
     m.prediction_head.register_forward_hook(lambda mod, inp, out: batches.append(inp[0].shape[0]))
     views = [torch.rand(6, 3, 16, 16), torch.rand(6, 3, 16, 16)]
