@@ -698,8 +698,11 @@ READING = {
         "map is on screen. On a quiet machine the kernel's share of the on-screen time is the "
         "explorer's build (the first row); the rest is the browser loading the widget's "
         "JavaScript and the state of every point and creating its WebGL context in SwiftShader, "
-        "on the same cores as the kNN colouring thread; which of these the 0.4 s (JupyterLab) "
-        "and 1.9 s (Voila) over the target are is not yet measured. The first record, 22 s "
+        "on the same cores as the kNN colouring thread. Unlabelled (no colouring thread, "
+        "`map_scale_noknn.json`) the same map was on screen in 1.71 s in JupyterLab and 2.43 s "
+        "under Voila against 2.39 s and 3.86 s labelled (one run each, same hour): the thread "
+        "costs about 0.7 s and 1.4 s of it, so starting it once the map is drawn is the next "
+        "step. The first record, 22 s "
         "under Voila, was taken at a load average of 18 on 2 cores. Why jupyter-scatter: "
         "of the three tried it alone has click, lasso, brush and rectangle selection synced to "
         "a trait, image tooltips and linked views built in, with its JavaScript in the wheel; "
@@ -866,32 +869,42 @@ def _render_map_candidates(d: dict[str, Any], name: str) -> list[str]:
     return lines
 
 
+def _pct(r: dict[str, float]) -> str:
+    """p50 / p95 / max of a timing record, in whole units."""
+    return f"{_fmt(r['p50'], 0)} / {_fmt(r['p95'], 0)} / {_fmt(r['max'], 0)}"
+
+
+def _map_headless_rows(h: dict[str, Any]) -> list[str]:
+    """The kernel-side rows of the interactive map's table."""
+
+    return [
+        f"| explorer with its map, projection given (s) | {_fmt(h['explorer_s'], 2)} | <= 2 s |",
+        f"| then in the background: kNN colouring (s) | {_fmt(h['fill_in_s'], 2)} | - |",
+        f"| selection -> neighbour grid (ms, p50 / p95 / max) | {_pct(h['select_ms'])} | "
+        f"<= 300 ms; the PNG explorer's redraw: {_pct(h['png_redraw_ms'])} |",
+        f"| lasso of 500 -> grid + make-up (ms, p50 / p95 / max) | {_pct(h['lasso_500_ms'])} | - |",
+        f"| hover thumbnail, made on demand (ms, p50 / p95 / max) | {_pct(h['preview_ms'])} | - |",
+        f"| first `import jscatter` (pandas, pyarrow) (s) | {_fmt(h['import_jscatter_s'], 2)} | "
+        "- |",
+    ]
+
+
 def _render_map(d: dict[str, Any], name: str) -> list[str]:
     if "candidates" in d:
         return _render_map_candidates(d, name)
     m, h, c = d["machine"], d["headless"], d.get("chromium")
 
-    def pct(r: dict[str, float]) -> str:
-        return f"{_fmt(r['p50'], 0)} / {_fmt(r['p95'], 0)} / {_fmt(r['max'], 0)}"
-
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in d.get("cpu_flags", {}).items())
     lines = [
-        f"### Interactive map, {h['points']} points (`{name}`)",
+        f"### Interactive map, {d.get('points', h.get('points'))} points (`{name}`)",
         "",
         f"- Command: `{m['command']}`",
         f"- Machine: {_machine_line(m)}; CPU flags: {flags}",
         "",
         "| what | ours | target / reference (same run) |",
         "|---|---:|---|",
-        f"| explorer with its map, projection given (s) | {_fmt(h['explorer_s'], 2)} | <= 2 s |",
-        f"| then in the background: kNN colouring (s) | {_fmt(h['fill_in_s'], 2)} | - |",
-        f"| selection -> neighbour grid (ms, p50 / p95 / max) | {pct(h['select_ms'])} | "
-        f"<= 300 ms; the PNG explorer's redraw: {pct(h['png_redraw_ms'])} |",
-        f"| lasso of 500 -> grid + make-up (ms, p50 / p95 / max) | {pct(h['lasso_500_ms'])} | - |",
-        f"| hover thumbnail, made on demand (ms, p50 / p95 / max) | {pct(h['preview_ms'])} | - |",
-        f"| first `import jscatter` (pandas, pyarrow) (s) | {_fmt(h['import_jscatter_s'], 2)} | "
-        "- |",
     ]
+    lines += _map_headless_rows(h) if h else []  # none with --browser-only
     lab = d.get("jupyterlab")
     if lab:
         lines.append(
@@ -904,7 +917,7 @@ def _render_map(d: dict[str, Any], name: str) -> list[str]:
             f"state of every point load after the kernel ran) | {_fmt(c['on_screen_s'], 2)} | "
             "<= 2 s |",
             f"| Chromium: pan/zoom frame time (ms, p50 / p95 / max; {c['frames']} frames) | "
-            f"{pct(c['frame_ms'])} | 16.7 ms = 60 fps |",
+            f"{_pct(c['frame_ms'])} | 16.7 ms = 60 fps |",
             "",
             f"WebGL renderer: `{c['webgl_renderer']}`; map canvas {c['map_canvas']} px in a "
             f"{c['viewport']} viewport.",

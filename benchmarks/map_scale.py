@@ -158,7 +158,7 @@ def _write_notebook(path: Path, sources: list[str]) -> None:
     path.write_text(json.dumps(nb))
 
 
-def lab(n: int) -> dict[str, object]:
+def lab(n: int, knn: bool = True) -> dict[str, object]:
     """JupyterLab: from the projection existing in the kernel to the map's canvas on screen.
 
     The data and features are made in a first cell; the second builds the explorer (the timed
@@ -168,7 +168,7 @@ def lab(n: int) -> dict[str, object]:
     from test_browser import CHROMIUM, CHROMIUM_ARGS, lab_server  # tests/ helpers
 
     tmp = Path(tempfile.mkdtemp(prefix="map-scale-lab-"))
-    _write_notebook(tmp / "notebooks" / "map.ipynb", [SETUP.format(n=n), _map_cell()])
+    _write_notebook(tmp / "notebooks" / "map.ipynb", [SETUP.format(n=n), _map_cell(knn)])
     with lab_server(tmp) as (base, token), sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = b.new_page(viewport={"width": 1280, "height": 1000})
@@ -248,7 +248,7 @@ def main() -> None:
     p.add_argument("--name", default="map_scale", help="results/<name>.json")
     p.add_argument("--quick", action="store_true", help="500 points, headless: a smoke test")
     p.add_argument("--browser-only", action="store_true", help="skip the headless figures")
-    p.add_argument("--no-knn", action="store_true", help="browser: unlabelled (no kNN thread)")
+    p.add_argument("--no-knn", action="store_true", help="browsers: unlabelled (no kNN thread)")
     args = p.parse_args()
     if args.quick:
         args.points, args.browser, args.name = 500, False, "map_scale_quick"
@@ -258,14 +258,14 @@ def main() -> None:
     from workbench.training.memory_format import cpu_flags
 
     flags = cpu_flags()
-    row: dict[str, object] = {"machine": common.machine(),
+    row: dict[str, object] = {"points": args.points, "machine": common.machine(),
                               "cpu_flags": {f: f in flags for f in ("avx2", "avx512f", "amx_tile")},
                               "headless": {}}  # fmt: skip
     if not args.browser_only:
         row["headless"] = headless(args.points)
     if args.browser:
         row["chromium"] = browser(args.points, knn=not args.no_knn)
-        row["jupyterlab"] = lab(args.points)
+        row["jupyterlab"] = lab(args.points, knn=not args.no_knn)
     row["machine"]["loadavg"] = [round(x, 2) for x in os.getloadavg()]  # type: ignore[index]
     print(json.dumps(row, indent=1))
     print("wrote", common.write_json(args.name, row))
