@@ -56,8 +56,6 @@ TRIALS: dict[str, dict[str, Any]] = {
     "24px-12ep": {"input_size": 24, "epochs": 12},
     # AVX2 CPU again (~90-100 img/s): the 90 s budget holds ~4 epochs of training
     "simclr-lr0.015-4ep": {"epochs": 4, "lr": 0.015},
-    "simclr-lr0.015-5ep": {"epochs": 5, "lr": 0.015},
-    "simclr-lr0.01-4ep": {"epochs": 4, "lr": 0.01},
 }
 
 

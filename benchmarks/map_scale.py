@@ -165,20 +165,14 @@ def lab(n: int, knn: bool = True) -> dict[str, object]:
     part, as under Voila). Both run with "Run All" in a notebook opened in Chromium.
     """
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, lab_server  # tests/ helpers
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, lab_server, open_notebook  # tests/
 
     tmp = Path(tempfile.mkdtemp(prefix="map-scale-lab-"))
     _write_notebook(tmp / "notebooks" / "map.ipynb", [SETUP.format(n=n), _map_cell(knn)])
     with lab_server(tmp) as (base, token), sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = b.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(f"{base}/lab/tree/map.ipynb?token={token}", timeout=120_000)
-        page.wait_for_function(
-            "() => window.jupyterapp && window.jupyterapp.shell.currentWidget && "
-            "window.jupyterapp.shell.currentWidget.sessionContext.session && "
-            "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
-            timeout=180_000,
-        )
+        open_notebook(page, base, token, "map.ipynb")
         page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
         canvas = page.locator(".jp-OutputArea-output canvas").filter(visible=True).first
         canvas.wait_for(timeout=300_000)

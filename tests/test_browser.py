@@ -159,6 +159,18 @@ def lab_server(tmp_path: Path):
         log.close()
 
 
+def open_notebook(page, base: str, token: str, name: str) -> None:
+    """Open ``name`` in JupyterLab and wait until its kernel has started."""
+    page.goto(f"{base}/lab/tree/{name}?token={token}", timeout=120_000)
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget && "
+        "window.jupyterapp.shell.currentWidget.sessionContext && "
+        "window.jupyterapp.shell.currentWidget.sessionContext.session && "
+        "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
+        timeout=180_000,
+    )
+
+
 _CELLS_JS = """() => {
   const panel = window.jupyterapp.shell.currentWidget;
   if (!panel || !panel.content || !panel.sessionContext.session) return null;
@@ -271,14 +283,7 @@ def test_quickstart_in_jupyterlab(lab, tmp_path):
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
         page = context.new_page()
         try:
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}", timeout=120_000)
-            page.wait_for_function(
-                "() => window.jupyterapp && window.jupyterapp.shell.currentWidget && "
-                "window.jupyterapp.shell.currentWidget.sessionContext && "
-                "window.jupyterapp.shell.currentWidget.sessionContext.session && "
-                "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
-                timeout=180_000,
-            )
+            open_notebook(page, base, token, NOTEBOOK)
             # not awaited: the command's promise resolves only when every cell has run, and
             # the cell blocked in wait() is the point
             page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")

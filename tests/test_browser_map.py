@@ -34,6 +34,7 @@ from test_browser import (  # noqa: F401  (lab is a fixture)
     _shrink,
     _wait_http,
     lab,
+    open_notebook,
 )
 
 pytestmark = pytest.mark.browser
@@ -176,13 +177,7 @@ def test_map_click_lasso_hover_in_jupyterlab_and_voila(lab, tmp_path):  # noqa: 
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
         try:
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}", timeout=120_000)
-            page.wait_for_function(
-                "() => window.jupyterapp && window.jupyterapp.shell.currentWidget && "
-                "window.jupyterapp.shell.currentWidget.sessionContext.session && "
-                "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
-                timeout=180_000,
-            )
+            open_notebook(page, base, token, NOTEBOOK)
             page.evaluate(
                 "() => window.jupyterapp.commands.execute('application:toggle-left-area')"
             )
