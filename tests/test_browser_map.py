@@ -133,9 +133,7 @@ def _map_canvas(page):
     return canvas, box
 
 
-def _hover_and_click(
-    page, pts: np.ndarray, nn: list[list[int]], shots: Path, tag: str, preview: bool = True
-) -> int:
+def _hover_and_click(page, pts: np.ndarray, nn: list[list[int]], shots: Path, tag: str) -> int:
     p = _isolated(pts)
     x, y = pts[p]
     page.mouse.move(x - 30, y - 30)
@@ -150,9 +148,8 @@ def _hover_and_click(
             page.mouse.move(x, y, steps=5)
             again = time.monotonic() + 8
     page.screenshot(path=str(shots / f"{tag}_hover.png"))
-    if preview:
-        assert tip is not None, "no tooltip with an image preview on hover"
-        assert "Index" in tip and str(p) in tip.split(), f"hovered #{p}, the tooltip says {tip!r}"
+    assert tip is not None, "no tooltip with an image preview on hover"
+    assert "Index" in tip and str(p) in tip.split(), f"hovered #{p}, the tooltip says {tip!r}"
     page.mouse.click(x, y)
     got = _wait_grid(page, "wb-neighbors", p)
     assert got == nn[p][:7], f"clicked #{p}: grid {got}, want {nn[p][:7]}"
@@ -267,10 +264,8 @@ def _voila_click(browser, root: Path, tmp_path: Path, shots: Path) -> None:
             canvas, box = _map_canvas(page)
             info = json.loads((root / "map_test.json").read_text())
             pts = _screen_points(np.asarray(info["xy"]), box)
-            # Known gap: under Voila the tooltip opens but its preview and values often stay
-            # empty (jupyter-scatter's tooltip request gets no reply there; one run in three
-            # filled it). The click's round trip through the selection trait is checked.
-            _hover_and_click(page, pts, info["nn"], shots, "voila", preview=False)
+            # The tooltip's preview and values come from the kernel on demand, as in JupyterLab.
+            _hover_and_click(page, pts, info["nn"], shots, "voila")
             _shrink(shots / "voila_click.png", DOCS / "map_voila.png", width=1100)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -130,6 +130,27 @@ def test_colouring_by_knn_uses_leave_one_out_predictions(explorer, digits):
     assert ex.scatters[0].color()["by"] == "label"
 
 
+def test_recolouring_keeps_the_map_widget_its_selection_and_colours(explorer):
+    """A new colouring (or the kNN predictions arriving) updates the map in place: the browser's
+    view keeps its zoom and selection, and nothing is sent again but the points' values."""
+    from workbench.widgets.scatter import color_spec, make_map
+
+    ex = explorer
+    before = ex.map
+    ex.map.selection = [3, 4, 9]
+    for mode in COLOR_MODES:
+        ex.color.value = mode
+        assert ex.map is before and ex.error == "" and list(ex.map.selection) == [3, 4, 9]
+        fresh = make_map(ex.map.data, mode).widget  # what a new map of this mode would show
+        assert np.allclose(ex.map.points, fresh.points) and ex.map.color == fresh.color
+        column, cmap = color_spec(mode, ex.map.data)
+        assert ex.scatters[0].color()["by"] == column and len(ex.map.color) == len(cmap)
+    ex._recolor(new_tables=True)  # what the arrival of the kNN predictions does
+    assert ex.map is before and list(ex.map.selection) == [3, 4, 9]
+    ex.clear_selection()
+    ex.color.value = "label"
+
+
 def test_hover_previews_are_made_on_demand(explorer, digits):
     ex = explorer
     sent = []
@@ -271,3 +292,26 @@ def test_explorer_reuses_the_runs_recorded_random_init_knn(tmp_path):
     assert got == {"knn_acc": 0.6, "knn_acc_init": 0.21}
     assert "0.600 after training, 0.210 before step 1" in recorded_knn_html(got)
     assert recorded_knn(tmp_path) is None and recorded_knn_html(None) == ""
+
+
+def test_fill_in_waits_for_the_first_map_to_be_drawn(digits, monkeypatch):
+    """#19 item 3: the kNN colouring starts once the browser's view of the map exists, so that
+    it does not compete with the first draw; ``wait()`` (scripts, tests) starts it at once."""
+    import time
+
+    import workbench.widgets.embeddings as mod
+
+    monkeypatch.setattr(mod, "DRAW_WAIT_S", 60.0)
+    emb = Embeddings(_clustered(digits.labels), digits.labels, digits.paths, digits.class_names)
+    ex = EmbeddingExplorer(emb, data=digits, reducer="pca", warm_umap=False)
+    assert ex.map is not None  # the first map exists at once (precomputed, PCA)
+    time.sleep(0.5)
+    assert ex.knn is None and ex.color.options == ("label",)  # not while nothing is drawn
+    ex.map.set_trait("dom_element_id", "view1")  # what the front end sets when it renders
+    deadline = time.monotonic() + 30
+    while "kNN correct/wrong" not in ex.color.options and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ex.knn is not None and "kNN correct/wrong" in ex.color.options
+
+    other = EmbeddingExplorer(emb, data=digits, reducer="pca", warm_umap=False)
+    assert other.wait(30) and other.knn is not None  # wait() does not wait for a browser

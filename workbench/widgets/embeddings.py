@@ -18,9 +18,10 @@ thumbnail (made on demand), label and index.
 
 Slow work (embedding a dataset, UMAP/t-SNE fits, the leave-one-out kNN behind the colouring, the
 compared map, the invariance probe) runs in a background thread when ``background=True`` (the
-default): the first map is on screen as soon as the main projection exists and the rest fills in;
-the thread only changes widget values. ``wait()`` blocks until it is done (what headless tests
-do)::
+default): the first map is on screen as soon as the main projection exists, and the rest fills in
+once the browser has drawn it (its view reports back), so that the fill-in does not compete with
+the first draw for the CPU; the thread only changes widget values. ``wait()`` blocks until it is
+done (what headless tests do)::
 
     ex = EmbeddingExplorer(embeddings, data=ds, reducer="pca", background=False)
     ex.map.selection = [12]      # what a click on point 12 does
@@ -44,6 +45,13 @@ import numpy as np
 
 REDUCERS = ("umap", "pca", "tsne")
 MAX_GRID = 60  # images shown for a lasso selection (the make-up counts all of them)
+# The fill-in (kNN colouring, compared map) waits for the first map to be drawn in the browser, at
+# most this long: on 2 cores it slowed the first draw of 20,000 points by ~0.7 s in JupyterLab and
+# ~1.4 s under Voila (benchmarks/results/map_scale_noknn.json).
+DRAW_WAIT_S = 10.0
+# The view reports when it renders, not when its points are drawn: the fill-in starts this much
+# later (measured in benchmarks/map_scale.py).
+DRAW_SETTLE_S = 1.0
 
 
 def _error_text(exc: BaseException) -> str:
@@ -217,6 +225,7 @@ class EmbeddingExplorer(widgets.VBox):
         self.error = ""
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
+        self._drawn = threading.Event()  # the map's browser view exists (or someone waits)
         self._generation = 0
         self._previews: dict[int, str] = {}
         self._config: dict[str, Any] = {}
@@ -399,6 +408,7 @@ class EmbeddingExplorer(widgets.VBox):
         """
         import time
 
+        self._drawn.set()  # nobody needs to wait for a browser to draw first
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             t = self._thread
@@ -478,9 +488,15 @@ class EmbeddingExplorer(widgets.VBox):
         self._start("Loading", lambda: self._fill_in(compare, reducer))
 
     def _fill_in(self, compare: Any, reducer: str) -> None:
-        """Phase 2, in the background: the compared map, the kNN colouring, UMAP/t-SNE."""
+        """Phase 2, in the background: the compared map, the kNN colouring, UMAP/t-SNE.
+
+        It starts once the first map's browser view exists, or after ``DRAW_WAIT_S`` if the
+        explorer is not shown (a script), or at once when ``wait()`` is called.
+        """
         from workbench.eval.projection import project
 
+        if self.background:
+            self._drawn.wait(DRAW_WAIT_S)
         emb = self.embeddings
         if compare is not None:
             cemb, cname = self._resolve_compare(compare, emb)
@@ -503,7 +519,7 @@ class EmbeddingExplorer(widgets.VBox):
                 from workbench.widgets.scatter import COLOR_MODES
 
                 self.color.options = list(COLOR_MODES)
-                self._recolor()
+                self._recolor(new_tables=True)
         self._say("")
         if reducer != self.projection_method:
             self._project(reducer)
@@ -650,12 +666,25 @@ class EmbeddingExplorer(widgets.VBox):
         if len(current):
             self.map.selection = current  # linked: the compared map follows
         self.map.observe(self._on_map_selection, names="selection")
+        self.map.observe(self._on_view, names="dom_element_id")  # a browser view rendered
         self.maps_box.children = [grid]
 
-    def _recolor(self) -> None:
-        # New maps rather than Scatter.data(new_frame): jupyter-scatter 1.0.1's data() re-applies
-        # the old category order to new categorical columns and raises KeyError.
-        self._draw_maps()
+    def _on_view(self, change: Any) -> None:
+        """The map's view rendered in a browser: the fill-in may start once it has drawn."""
+        timer = threading.Timer(DRAW_SETTLE_S, self._drawn.set)
+        timer.daemon = True
+        timer.start()
+
+    def _recolor(self, new_tables: bool = False) -> None:
+        """Colour the maps by the chosen mode, in place: their zoom and selection stay.
+
+        ``new_tables``: their tables changed too (the kNN predictions arrived).
+        """
+        from workbench.widgets.scatter import recolor_map
+
+        tables = self._frames() if new_tables else [None] * len(self.scatters)
+        for sc, table in zip(self.scatters, tables):
+            recolor_map(sc, self.color.value, table)
 
     def _resize_points(self) -> None:
         for sc in self.scatters:

@@ -154,13 +154,37 @@ def make_map(frame: Any, color: str = COLOR_MODES[0], point_size: float = 4.0) -
     """
     import jscatter
 
-    column, cmap = color_spec(color, frame)
     sc = jscatter.Scatter(x="x", y="y", data=frame, height=MAP_HEIGHT, size=point_size,
                           axes=False, legend=True, legend_position="top-right")  # fmt: skip
-    sc.color(by=column, map=cmap)
+    _color(sc, color, frame)
     sc.tooltip(enable=True, properties=["label", "prediction", "index"], preview="preview",
                preview_type="image", preview_image_height=PREVIEW_SIZE)  # fmt: skip
     return sc
+
+
+def _color(sc: Any, mode: str, frame: Any) -> None:
+    column, cmap = color_spec(mode, frame)
+    # A list in the column's category order (the points hold the category codes), not a dict: a
+    # dict makes jupyter-scatter 1.0.1 keep an order of codes that its data() then looks up as
+    # category names (KeyError).
+    sc.color(by=column, map=list(cmap.values()))
+
+
+def recolor_map(sc: Any, mode: str, frame: Any = None) -> None:
+    """Colour a map by another mode, and give it a new table (e.g. the kNN predictions) if any.
+
+    The widget stays: its view in the browser keeps its zoom, pan and selection, and only the
+    points' values travel (one message).
+
+    Args:
+        sc: A :func:`make_map` map.
+        mode: A colouring mode (``COLOR_MODES``).
+        frame: A new :func:`map_frame` table of the same points, or None to keep the current one.
+    """
+    with sc.widget.hold_sync():
+        if frame is not None:
+            sc.data(frame)
+        _color(sc, mode, sc.widget.data if frame is None else frame)
 
 
 def link_maps(maps: Sequence[tuple[Any, str]]) -> Any:
