@@ -208,3 +208,24 @@ def test_method_table_rules() -> None:
     assert mt.needs_more_reference_seeds(mt.summarise(near, 30)["simclr"])
     three = [*near, rec("lightly", 1, 0.845), rec("lightly", 2, 0.845)]
     assert mt.summarise(three, 30)["simclr"]["matches_lightly"] is True
+
+
+@pytest.mark.slow
+def test_shapes_designs_random_only(tmp_path: Path) -> None:
+    """The design screen scores random init; v5's palette has one grey level for every colour."""
+    _run("shapes_designs.py", tmp_path, "--designs", "v5", "--n", "60", "--random-only",
+         quick=False)  # fmt: skip
+    sys.path.insert(0, str(BENCH))
+    import numpy as np
+    import shapes_designs
+
+    ds, si, ci = shapes_designs.make(shapes_designs.DESIGNS["v5"], n=60)
+    assert len(ds) == 60 and set(ci) == set(range(6)) and set(si) == set(range(6))
+    greys: dict[int, list[float]] = {}
+    for i in range(60):
+        g = np.asarray(ds[i][0], dtype=np.float64) / 255 @ [0.299, 0.587, 0.114]
+        inside = np.abs(g - np.median(g[0])) > 0.15  # the shape, against the top row's background
+        greys.setdefault(int(ci[i]), []).append(float(np.median(g[inside])))
+    level = {c: float(np.median(v)) for c, v in greys.items()}
+    # one grey level (0.6) for every colour but red, whose scaled red channel clips at 1 (0.455)
+    assert abs(level[0] - 0.455) < 0.02 and all(abs(level[c] - 0.6) < 0.02 for c in range(1, 6))

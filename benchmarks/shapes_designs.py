@@ -1,0 +1,166 @@
+"""Screen candidate designs of the `shapes` generator for the augmentations lesson (#17 item 1).
+
+A design is a set of generator parameters (palette, background, sizes, outline deformation). For
+each, the random-init ResNet-18 is scored at once (3 seeds, seconds), then SimCLR is trained on one
+seed at the notebook's settings but fewer epochs (a screen, not the lesson's measurement: that is
+``shapes_lesson.py``, 3 seeds at 30 epochs, on the generator in ``workbench.data``):
+
+    python benchmarks/shapes_designs.py --designs v4 v6 --epochs 10 --runs jitter nojitter
+    python benchmarks/shapes_designs.py --designs v6 --random-only
+
+kNN k=20 by shape and by colour on a stratified held-out 20 % (the notebook's convention). Each
+trained screen appends a line to results/shapes_designs.jsonl; the findings are written up in
+results/shapes_lesson_trials.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+# Hues in degrees; bg: background grey range; noise: its pixel noise std; sat/val: HSV ranges of
+# the fill; r: circumradius range (fraction of the side); luma: give every colour this grey level
+# (grayscale then removes the colour; v5's red clips at 0.455, the other five are at 0.6);
+# wobble: low-frequency radial deformation of the outline (unique per image); stretch:
+# aspect-ratio range (1 / s .. s).
+_BASE: dict[str, Any] = dict(hues=(0, 12, 24, 36, 48, 60), r=(0.30, 0.45), bg=(80, 170),
+                             noise=4.0, sat=(0.75, 1.0), val=(0.75, 1.0), hue_noise=2.0,
+                             luma=None, wobble=0.0, stretch=1.0)  # fmt: skip
+_V4 = dict(_BASE, bg=(120, 136), noise=0.0, sat=(0.8, 0.8), val=(0.9, 0.9), hue_noise=1.0,
+           r=(0.2, 0.45))  # fmt: skip
+_V5 = dict(_V4, hues=(0, 24, 48, 72, 96, 120), bg=(50, 60), sat=(0.85, 0.85), val=(1.0, 1.0),
+           luma=0.6)  # fmt: skip
+DESIGNS: dict[str, dict[str, Any]] = {
+    "v3": dict(_BASE, r=(0.2, 0.45)),  # narrow hue band (60 degrees), grey backgrounds
+    "v4": _V4,  # v3 with one plain background level and one saturation and value
+    "v5": _V5,  # equal-luminance palette over 120 degrees on a dark background
+    "v6": dict(_V5, r=(0.25, 0.45), wobble=0.12, stretch=1.3),  # v5 + a unique outline each
+}
+NO_COLOUR = {"cj_prob": 0.0, "gray_prob": 0.0}
+RUNS: dict[str, dict[str, Any] | None] = {
+    "jitter": None, "nojitter": NO_COLOUR, "jitter-strength1": {"cj_strength": 1.0},
+}  # fmt: skip
+
+
+def make(design: dict[str, Any], n: int = 1500, size: int = 32, seed: int = 0) -> Any:
+    """(ImageDataset labelled by shape, shape index, colour index) for one design."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    from workbench.data.builtin import SHAPES, _polygon
+    from workbench.data.dataset import ImageDataset
+
+    d = dict(_BASE, **design)
+    rng = np.random.default_rng(seed)
+    ss = 4 * size
+    si = rng.integers(len(SHAPES), size=n)
+    ci = rng.integers(len(d["hues"]), size=n)
+    images = []
+    for i in range(n):
+        level = rng.uniform(*d["bg"])
+        arr = np.clip(level + rng.normal(0, d["noise"], (ss, ss, 1)), 0, 255).repeat(3, 2)
+        im = Image.fromarray(arr.astype(np.uint8), "RGB")
+        draw = ImageDraw.Draw(im)
+        rad = rng.uniform(*d["r"]) * ss
+        cx, cy = rng.uniform(rad, ss - rad, 2)
+        hue = (d["hues"][ci[i]] + rng.uniform(-d["hue_noise"], d["hue_noise"])) / 360 % 1
+        rgb = colorsys.hsv_to_rgb(hue, rng.uniform(*d["sat"]), rng.uniform(*d["val"]))
+        if d["luma"] is not None:
+            y = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+            rgb = tuple(min(1.0, c * d["luma"] / y) for c in rgb)
+        fill = tuple(int(255 * v) for v in rgb)
+        kind = SHAPES[si[i]]
+        if d["wobble"] == 0 and d["stretch"] == 1.0:
+            if kind == "circle":
+                draw.ellipse([cx - rad, cy - rad, cx + rad, cy + rad], fill=fill)
+            else:
+                draw.polygon(_polygon(kind, cx, cy, rad, 0.0), fill=fill)
+        else:
+            if kind == "circle":
+                th = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+                pts = np.stack([np.cos(th), np.sin(th)], 1)
+            else:
+                pts = np.array(_polygon(kind, 0, 0, 1, 0.0))
+            th = np.arctan2(pts[:, 1], pts[:, 0])
+            a, ph = rng.uniform(-d["wobble"], d["wobble"], 3), rng.uniform(0, 2 * np.pi, 3)
+            f = 1 + sum(a[j] * np.cos(k * th + ph[j]) for j, k in enumerate((2, 3, 5)))
+            sx = np.exp(rng.uniform(-np.log(d["stretch"]), np.log(d["stretch"])))
+            pts = pts * f[:, None] * np.array([sx, 1 / sx])
+            pts = pts / max(float(np.abs(pts).max()), 1.0)
+            draw.polygon([(cx + rad * x, cy + rad * y) for x, y in pts], fill=fill)
+        images.append(im.filter(ImageFilter.BoxBlur(1)).resize((size, size), Image.LANCZOS))
+    ds = ImageDataset("shapes-design", images=images, labels=si,
+                      class_names=list(SHAPES))  # fmt: skip
+    return ds, si, ci
+
+
+def _knn(features: np.ndarray, labels: np.ndarray, seed: int) -> float:
+    import workbench as wb
+
+    tr, te = wb.stratified_split(labels, val_fraction=0.2, seed=seed)
+    return float(wb.knn_accuracy(features[tr], labels[tr], features[te], labels[te], k=20))
+
+
+def _scores(model: Any, ds: Any, si: np.ndarray, ci: np.ndarray, seed: int) -> list[float]:
+    import workbench as wb
+
+    f = wb.embed(model.eval(), ds, input_size=32).features
+    return [_knn(f, si, seed), _knn(f, ci, seed)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=1500, help="images per design")
+    p.add_argument("--runs", nargs="+", default=["jitter", "nojitter"], choices=RUNS)
+    p.add_argument("--random-only", action="store_true", help="score random init only")
+    args = p.parse_args()
+    import torch
+
+    import workbench as wb
+
+    for name in args.designs:
+        ds, si, ci = make(DESIGNS[name], n=args.n)
+        rand = []
+        for seed in (0, 1, 2):
+            torch.manual_seed(seed)
+            rand.append(_scores(wb.get_backbone("resnet18", input_size=32)[0], ds, si, ci, seed))
+        m = np.mean(rand, axis=0)
+        print(f"{name}: random init, 3 seeds: shape {m[0]:.3f} colour {m[1]:.3f}", flush=True)
+        if args.random_only:
+            continue
+        seed = args.seed
+        res: dict[str, Any] = {"random": rand[seed]}
+        curves: dict[str, list[float]] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for run_name in args.runs:
+                t = time.perf_counter()
+                run = wb.train(ds, out=Path(tmp) / run_name, method="simclr", model="resnet18",
+                               epochs=args.epochs, batch_size=128, input_size=32, seed=seed,
+                               transform_args=RUNS[run_name])  # fmt: skip
+                res[run_name] = _scores(run.backbone, ds, si, ci, seed)
+                curves[run_name] = [round(h.get("knn_acc") or 0, 3) for h in run.history]
+                print(f"  {run_name}: shape {res[run_name][0]:.3f} colour {res[run_name][1]:.3f}"
+                      f" ({time.perf_counter() - t:.0f} s); per-epoch shape kNN "
+                      f"{curves[run_name]}", flush=True)  # fmt: skip
+        line = {"name": name, "kw": DESIGNS[name], "n": args.n, "epochs": args.epochs, "seed": seed,
+                "res": res, "shape_knn_per_epoch": curves, "machine": common.machine()}  # fmt: skip
+        with (common.RESULTS / "shapes_designs.jsonl").open("a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
