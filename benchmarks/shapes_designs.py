@@ -34,10 +34,11 @@ import common  # noqa: E402
 # the fill; r: circumradius range (fraction of the side); luma: give every colour this grey level
 # (grayscale then removes the colour; v5's red clips at 0.455, the other five are at 0.6);
 # wobble: low-frequency radial deformation of the outline (unique per image); stretch:
-# aspect-ratio range (1 / s .. s).
+# aspect-ratio range (1 / s .. s); count: how many shapes (all of the image's class and colour,
+# not overlapping) an image holds, drawn uniformly from this range.
 _BASE: dict[str, Any] = dict(hues=(0, 12, 24, 36, 48, 60), r=(0.30, 0.45), bg=(80, 170),
                              noise=4.0, sat=(0.75, 1.0), val=(0.75, 1.0), hue_noise=2.0,
-                             luma=None, wobble=0.0, stretch=1.0)  # fmt: skip
+                             luma=None, wobble=0.0, stretch=1.0, count=(1, 1))  # fmt: skip
 _V4 = dict(_BASE, bg=(120, 136), noise=0.0, sat=(0.8, 0.8), val=(0.9, 0.9), hue_noise=1.0,
            r=(0.2, 0.45))  # fmt: skip
 _V5 = dict(_V4, hues=(0, 24, 48, 72, 96, 120), bg=(50, 60), sat=(0.85, 0.85), val=(1.0, 1.0),
@@ -47,6 +48,10 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "v4": _V4,  # v3 with one plain background level and one saturation and value
     "v5": _V5,  # equal-luminance palette over 120 degrees on a dark background
     "v6": dict(_V5, r=(0.25, 0.45), wobble=0.12, stretch=1.3),  # v5 + a unique outline each
+    # v4's plain background and palette with 2-4 smaller shapes: every crop holds the class, and
+    # the layout (not the colour) tells images apart
+    "v7": dict(_V4, r=(0.12, 0.22), count=(2, 4)),
+    "v8": dict(_V4, r=(0.16, 0.28), count=(2, 3)),  # v7 with fewer, larger shapes
 }
 NO_COLOUR = {"cj_prob": 0.0, "gray_prob": 0.0}
 RUNS: dict[str, dict[str, Any] | None] = {
@@ -58,7 +63,7 @@ def make(design: dict[str, Any], n: int = 1500, size: int = 32, seed: int = 0) -
     """(ImageDataset labelled by shape, shape index, colour index) for one design."""
     from PIL import Image, ImageDraw, ImageFilter
 
-    from workbench.data.builtin import SHAPES, _polygon
+    from workbench.data.builtin import SHAPES
     from workbench.data.dataset import ImageDataset
 
     d = dict(_BASE, **design)
@@ -72,37 +77,58 @@ def make(design: dict[str, Any], n: int = 1500, size: int = 32, seed: int = 0) -
         arr = np.clip(level + rng.normal(0, d["noise"], (ss, ss, 1)), 0, 255).repeat(3, 2)
         im = Image.fromarray(arr.astype(np.uint8), "RGB")
         draw = ImageDraw.Draw(im)
-        rad = rng.uniform(*d["r"]) * ss
-        cx, cy = rng.uniform(rad, ss - rad, 2)
+        places = _placements(rng, d, ss)
         hue = (d["hues"][ci[i]] + rng.uniform(-d["hue_noise"], d["hue_noise"])) / 360 % 1
         rgb = colorsys.hsv_to_rgb(hue, rng.uniform(*d["sat"]), rng.uniform(*d["val"]))
         if d["luma"] is not None:
             y = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
             rgb = tuple(min(1.0, c * d["luma"] / y) for c in rgb)
         fill = tuple(int(255 * v) for v in rgb)
-        kind = SHAPES[si[i]]
-        if d["wobble"] == 0 and d["stretch"] == 1.0:
-            if kind == "circle":
-                draw.ellipse([cx - rad, cy - rad, cx + rad, cy + rad], fill=fill)
-            else:
-                draw.polygon(_polygon(kind, cx, cy, rad, 0.0), fill=fill)
-        else:
-            if kind == "circle":
-                th = np.linspace(0, 2 * np.pi, 40, endpoint=False)
-                pts = np.stack([np.cos(th), np.sin(th)], 1)
-            else:
-                pts = np.array(_polygon(kind, 0, 0, 1, 0.0))
-            th = np.arctan2(pts[:, 1], pts[:, 0])
-            a, ph = rng.uniform(-d["wobble"], d["wobble"], 3), rng.uniform(0, 2 * np.pi, 3)
-            f = 1 + sum(a[j] * np.cos(k * th + ph[j]) for j, k in enumerate((2, 3, 5)))
-            sx = np.exp(rng.uniform(-np.log(d["stretch"]), np.log(d["stretch"])))
-            pts = pts * f[:, None] * np.array([sx, 1 / sx])
-            pts = pts / max(float(np.abs(pts).max()), 1.0)
-            draw.polygon([(cx + rad * x, cy + rad * y) for x, y in pts], fill=fill)
+        for rad, cx, cy in places:
+            _draw(draw, rng, d, SHAPES[si[i]], rad, cx, cy, fill)
         images.append(im.filter(ImageFilter.BoxBlur(1)).resize((size, size), Image.LANCZOS))
     ds = ImageDataset("shapes-design", images=images, labels=si,
                       class_names=list(SHAPES))  # fmt: skip
     return ds, si, ci
+
+
+def _placements(rng: Any, d: dict[str, Any], ss: int) -> list[tuple[float, float, float]]:
+    """(radius, cx, cy) of each shape: inside the canvas, not overlapping (50 tries each)."""
+    lo, hi = d["count"]
+    want = int(rng.integers(lo, hi + 1)) if hi > lo else lo
+    out: list[tuple[float, float, float]] = []
+    for _ in range(want):
+        for _try in range(50):
+            rad = rng.uniform(*d["r"]) * ss
+            cx, cy = rng.uniform(rad, ss - rad, 2)
+            if all((cx - x) ** 2 + (cy - y) ** 2 > (rad + r) ** 2 for r, x, y in out):
+                out.append((rad, cx, cy))
+                break
+    return out
+
+
+def _draw(draw: Any, rng: Any, d: dict[str, Any], kind: str, rad: float, cx: float, cy: float,
+          fill: tuple[int, ...]) -> None:  # fmt: skip
+    from workbench.data.builtin import _polygon
+
+    if d["wobble"] == 0 and d["stretch"] == 1.0:
+        if kind == "circle":
+            draw.ellipse([cx - rad, cy - rad, cx + rad, cy + rad], fill=fill)
+        else:
+            draw.polygon(_polygon(kind, cx, cy, rad, 0.0), fill=fill)
+    else:
+        if kind == "circle":
+            th = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+            pts = np.stack([np.cos(th), np.sin(th)], 1)
+        else:
+            pts = np.array(_polygon(kind, 0, 0, 1, 0.0))
+        th = np.arctan2(pts[:, 1], pts[:, 0])
+        a, ph = rng.uniform(-d["wobble"], d["wobble"], 3), rng.uniform(0, 2 * np.pi, 3)
+        f = 1 + sum(a[j] * np.cos(k * th + ph[j]) for j, k in enumerate((2, 3, 5)))
+        sx = np.exp(rng.uniform(-np.log(d["stretch"]), np.log(d["stretch"])))
+        pts = pts * f[:, None] * np.array([sx, 1 / sx])
+        pts = pts / max(float(np.abs(pts).max()), 1.0)
+        draw.polygon([(cx + rad * x, cy + rad * y) for x, y in pts], fill=fill)
 
 
 def _knn(features: np.ndarray, labels: np.ndarray, seed: int) -> float:
@@ -125,6 +151,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, default=1500, help="images per design")
+    p.add_argument("--model", default="resnet18", help="the backbone (the notebook's: resnet18)")
     p.add_argument("--runs", nargs="+", default=["jitter", "nojitter"], choices=RUNS)
     p.add_argument("--random-only", action="store_true", help="score random init only")
     args = p.parse_args()
@@ -137,9 +164,10 @@ def main() -> None:
         rand = []
         for seed in (0, 1, 2):
             torch.manual_seed(seed)
-            rand.append(_scores(wb.get_backbone("resnet18", input_size=32)[0], ds, si, ci, seed))
+            rand.append(_scores(wb.get_backbone(args.model, input_size=32)[0], ds, si, ci, seed))
         m = np.mean(rand, axis=0)
-        print(f"{name}: random init, 3 seeds: shape {m[0]:.3f} colour {m[1]:.3f}", flush=True)
+        print(f"{name} ({args.model}): random init, 3 seeds: shape {m[0]:.3f} "
+              f"colour {m[1]:.3f}", flush=True)  # fmt: skip
         if args.random_only:
             continue
         seed = args.seed
@@ -148,7 +176,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for run_name in args.runs:
                 t = time.perf_counter()
-                run = wb.train(ds, out=Path(tmp) / run_name, method="simclr", model="resnet18",
+                run = wb.train(ds, out=Path(tmp) / run_name, method="simclr", model=args.model,
                                epochs=args.epochs, batch_size=128, input_size=32, seed=seed,
                                transform_args=RUNS[run_name])  # fmt: skip
                 res[run_name] = _scores(run.backbone, ds, si, ci, seed)
@@ -156,7 +184,8 @@ def main() -> None:
                 print(f"  {run_name}: shape {res[run_name][0]:.3f} colour {res[run_name][1]:.3f}"
                       f" ({time.perf_counter() - t:.0f} s); per-epoch shape kNN "
                       f"{curves[run_name]}", flush=True)  # fmt: skip
-        line = {"name": name, "kw": DESIGNS[name], "n": args.n, "epochs": args.epochs, "seed": seed,
+        line = {"name": name, "kw": DESIGNS[name], "n": args.n, "model": args.model,
+                "epochs": args.epochs, "seed": seed,
                 "res": res, "shape_knn_per_epoch": curves, "machine": common.machine()}  # fmt: skip
         with (common.RESULTS / "shapes_designs.jsonl").open("a") as f:
             f.write(json.dumps(line) + "\n")
