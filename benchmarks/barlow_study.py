@@ -51,6 +51,9 @@ TRIALS: dict[str, dict[str, Any]] = {
     # MoCo at 30 epochs: 76.6 % vs random init 81.3 % and Lightly's 78.8 % (method_table.md):
     # the defaults' per-epoch curve
     "moco": {"method": "moco"},
+    # both peak in epochs 6-7 and decline after: ten times the weight decay (SGD: 5e-4)?
+    "byol-wd5e-3": {"method": "byol", "method_args": {"weight_decay": 5e-3}},
+    "moco-wd5e-3": {"method": "moco", "method_args": {"weight_decay": 5e-3}},
 }
 
 
