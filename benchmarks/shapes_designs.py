@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+from shapes_lesson import NO_COLOUR, knn_by  # noqa: E402  (the lesson's scorer: k=20, held-out 20 %)
 
 # Hues in degrees; bg: background grey range; noise: its pixel noise std; sat/val: HSV ranges of
 # the fill; r: circumradius range (fraction of the side); luma: give every colour this grey level
@@ -53,7 +54,6 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "v7": dict(_V4, r=(0.12, 0.22), count=(2, 4)),
     "v8": dict(_V4, r=(0.16, 0.28), count=(2, 3)),  # v7 with fewer, larger shapes
 }
-NO_COLOUR = {"cj_prob": 0.0, "gray_prob": 0.0}
 RUNS: dict[str, dict[str, Any] | None] = {
     "jitter": None, "nojitter": NO_COLOUR, "jitter-strength1": {"cj_strength": 1.0},
 }  # fmt: skip
@@ -131,18 +131,11 @@ def _draw(draw: Any, rng: Any, d: dict[str, Any], kind: str, rad: float, cx: flo
         draw.polygon([(cx + rad * x, cy + rad * y) for x, y in pts], fill=fill)
 
 
-def _knn(features: np.ndarray, labels: np.ndarray, seed: int) -> float:
-    import workbench as wb
-
-    tr, te = wb.stratified_split(labels, val_fraction=0.2, seed=seed)
-    return float(wb.knn_accuracy(features[tr], labels[tr], features[te], labels[te], k=20))
-
-
 def _scores(model: Any, ds: Any, si: np.ndarray, ci: np.ndarray, seed: int) -> list[float]:
     import workbench as wb
 
     f = wb.embed(model.eval(), ds, input_size=32).features
-    return [_knn(f, si, seed), _knn(f, ci, seed)]
+    return [knn_by(f, si, seed), knn_by(f, ci, seed)]
 
 
 def main() -> None:
