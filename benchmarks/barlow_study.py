@@ -54,6 +54,10 @@ TRIALS: dict[str, dict[str, Any]] = {
     # both peak in epochs 6-7 and decline after: ten times the weight decay (SGD: 5e-4)?
     "byol-wd5e-3": {"method": "byol", "method_args": {"weight_decay": 5e-3}},
     "moco-wd5e-3": {"method": "moco", "method_args": {"weight_decay": 5e-3}},
+    # ~11 steps per epoch here: an EMA that starts at 0.99 lags ~100 steps (9 epochs) behind,
+    # and the cosine to 1 freezes it for the last third. A target that follows within an epoch?
+    "byol-m0.9": {"method": "byol", "method_args": {"momentum": 0.9}},
+    "moco-m0.9": {"method": "moco", "method_args": {"momentum": 0.9}},
 }
 
 

@@ -36,10 +36,14 @@ from shapes_lesson import NO_COLOUR, knn_by  # noqa: E402  (the lesson's scorer:
 # (grayscale then removes the colour; v5's red clips at 0.455, the other five are at 0.6);
 # wobble: low-frequency radial deformation of the outline (unique per image); stretch:
 # aspect-ratio range (1 / s .. s); count: how many shapes (all of the image's class and colour,
-# not overlapping) an image holds, drawn uniformly from this range.
+# not overlapping) an image holds, drawn uniformly from this range; glyph: the image's shapes
+# share one outline (one deformation per image, repeated) instead of one deformation per shape;
+# grid: lay the shapes out on an n x n grid (n drawn from this range, r a fraction of the cell,
+# centres jittered by a quarter cell) instead of at random places.
 _BASE: dict[str, Any] = dict(hues=(0, 12, 24, 36, 48, 60), r=(0.30, 0.45), bg=(80, 170),
                              noise=4.0, sat=(0.75, 1.0), val=(0.75, 1.0), hue_noise=2.0,
-                             luma=None, wobble=0.0, stretch=1.0, count=(1, 1))  # fmt: skip
+                             luma=None, wobble=0.0, stretch=1.0, count=(1, 1), glyph=False,
+                             grid=None)  # fmt: skip
 _V4 = dict(_BASE, bg=(120, 136), noise=0.0, sat=(0.8, 0.8), val=(0.9, 0.9), hue_noise=1.0,
            r=(0.2, 0.45))  # fmt: skip
 _V5 = dict(_V4, hues=(0, 24, 48, 72, 96, 120), bg=(50, 60), sat=(0.85, 0.85), val=(1.0, 1.0),
@@ -53,6 +57,10 @@ DESIGNS: dict[str, dict[str, Any]] = {
     # the layout (not the colour) tells images apart
     "v7": dict(_V4, r=(0.12, 0.22), count=(2, 4)),
     "v8": dict(_V4, r=(0.16, 0.28), count=(2, 3)),  # v7 with fewer, larger shapes
+    # the instance cue should *be* a shape, as a writer's hand is in digits: each image repeats
+    # one outline of its class, deformed once per image, so every crop holds the image's glyph
+    "v9": dict(_V4, r=(0.14, 0.22), count=(2, 4), wobble=0.15, stretch=1.3, glyph=True),
+    "v10": dict(_V4, r=(0.28, 0.4), grid=(2, 3), wobble=0.15, stretch=1.3, glyph=True),
 }
 RUNS: dict[str, dict[str, Any] | None] = {
     "jitter": None, "nojitter": NO_COLOUR, "jitter-strength1": {"cj_strength": 1.0},
@@ -77,7 +85,8 @@ def make(design: dict[str, Any], n: int = 1500, size: int = 32, seed: int = 0) -
         arr = np.clip(level + rng.normal(0, d["noise"], (ss, ss, 1)), 0, 255).repeat(3, 2)
         im = Image.fromarray(arr.astype(np.uint8), "RGB")
         draw = ImageDraw.Draw(im)
-        places = _placements(rng, d, ss)
+        places = _grid(rng, d, ss) if d["grid"] else _placements(rng, d, ss)
+        outline = _outline(rng, d, SHAPES[si[i]]) if d["glyph"] else None
         hue = (d["hues"][ci[i]] + rng.uniform(-d["hue_noise"], d["hue_noise"])) / 360 % 1
         rgb = colorsys.hsv_to_rgb(hue, rng.uniform(*d["sat"]), rng.uniform(*d["val"]))
         if d["luma"] is not None:
@@ -85,7 +94,7 @@ def make(design: dict[str, Any], n: int = 1500, size: int = 32, seed: int = 0) -
             rgb = tuple(min(1.0, c * d["luma"] / y) for c in rgb)
         fill = tuple(int(255 * v) for v in rgb)
         for rad, cx, cy in places:
-            _draw(draw, rng, d, SHAPES[si[i]], rad, cx, cy, fill)
+            _draw(draw, rng, d, SHAPES[si[i]], rad, cx, cy, fill, outline)
         images.append(im.filter(ImageFilter.BoxBlur(1)).resize((size, size), Image.LANCZOS))
     ds = ImageDataset("shapes-design", images=images, labels=si,
                       class_names=list(SHAPES))  # fmt: skip
@@ -107,28 +116,48 @@ def _placements(rng: Any, d: dict[str, Any], ss: int) -> list[tuple[float, float
     return out
 
 
+def _grid(rng: Any, d: dict[str, Any], ss: int) -> list[tuple[float, float, float]]:
+    """(radius, cx, cy) on an n x n grid: one radius per image, centres jittered in their cell."""
+    n = int(rng.integers(d["grid"][0], d["grid"][1] + 1))
+    cell = ss / n
+    rad = rng.uniform(*d["r"]) * cell
+    out = []
+    for gy in range(n):
+        for gx in range(n):
+            j = rng.uniform(-1, 1, 2) * max(0.0, cell / 2 - rad)
+            out.append((rad, (gx + 0.5) * cell + j[0], (gy + 0.5) * cell + j[1]))
+    return out
+
+
 def _draw(draw: Any, rng: Any, d: dict[str, Any], kind: str, rad: float, cx: float, cy: float,
-          fill: tuple[int, ...]) -> None:  # fmt: skip
+          fill: tuple[int, ...], outline: Any = None) -> None:  # fmt: skip
     from workbench.data.builtin import _polygon
 
-    if d["wobble"] == 0 and d["stretch"] == 1.0:
+    if outline is None and d["wobble"] == 0 and d["stretch"] == 1.0:
         if kind == "circle":
             draw.ellipse([cx - rad, cy - rad, cx + rad, cy + rad], fill=fill)
         else:
             draw.polygon(_polygon(kind, cx, cy, rad, 0.0), fill=fill)
+        return
+    pts = _outline(rng, d, kind) if outline is None else outline
+    draw.polygon([(cx + rad * x, cy + rad * y) for x, y in pts], fill=fill)
+
+
+def _outline(rng: Any, d: dict[str, Any], kind: str) -> Any:
+    """A unit outline of ``kind``, deformed by ``wobble`` and ``stretch``: (K, 2) points."""
+    from workbench.data.builtin import _polygon
+
+    if kind == "circle":
+        th = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+        pts = np.stack([np.cos(th), np.sin(th)], 1)
     else:
-        if kind == "circle":
-            th = np.linspace(0, 2 * np.pi, 40, endpoint=False)
-            pts = np.stack([np.cos(th), np.sin(th)], 1)
-        else:
-            pts = np.array(_polygon(kind, 0, 0, 1, 0.0))
-        th = np.arctan2(pts[:, 1], pts[:, 0])
-        a, ph = rng.uniform(-d["wobble"], d["wobble"], 3), rng.uniform(0, 2 * np.pi, 3)
-        f = 1 + sum(a[j] * np.cos(k * th + ph[j]) for j, k in enumerate((2, 3, 5)))
-        sx = np.exp(rng.uniform(-np.log(d["stretch"]), np.log(d["stretch"])))
-        pts = pts * f[:, None] * np.array([sx, 1 / sx])
-        pts = pts / max(float(np.abs(pts).max()), 1.0)
-        draw.polygon([(cx + rad * x, cy + rad * y) for x, y in pts], fill=fill)
+        pts = np.array(_polygon(kind, 0, 0, 1, 0.0))
+    th = np.arctan2(pts[:, 1], pts[:, 0])
+    a, ph = rng.uniform(-d["wobble"], d["wobble"], 3), rng.uniform(0, 2 * np.pi, 3)
+    f = 1 + sum(a[j] * np.cos(k * th + ph[j]) for j, k in enumerate((2, 3, 5)))
+    sx = np.exp(rng.uniform(-np.log(d["stretch"]), np.log(d["stretch"])))
+    pts = pts * f[:, None] * np.array([sx, 1 / sx])
+    return pts / max(float(np.abs(pts).max()), 1.0)
 
 
 def _scores(model: Any, ds: Any, si: np.ndarray, ci: np.ndarray, seed: int) -> list[float]:
