@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(os.environ.get("WORKBENCH_BENCH_RESULTS", Path(__file__).parent / "results"))
+FINDINGS = "\n## Findings"  # the report's hand-written readings start here; a rerun keeps them
 SMALL_PROJ = {"hidden_dim": 512, "output_dim": 512}
 
 # name -> wb.train keyword arguments (method defaults to barlowtwins)
@@ -135,7 +136,9 @@ def main() -> None:
             f.write(json.dumps(r) + "\n")
     all_rows = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
     md = out.with_suffix(".md")
-    md.write_text(render(all_rows), encoding="utf-8")
+    old = md.read_text(encoding="utf-8") if md.exists() else ""
+    findings = old[old.index(FINDINGS) :] if FINDINGS in old else ""  # hand-written, kept
+    md.write_text(render(all_rows) + findings, encoding="utf-8")
     print(f"wrote {out} and {md}")
 
 
