@@ -39,7 +39,7 @@ from shapes_lesson import NO_COLOUR, knn_by  # noqa: E402  (the lesson's scorer:
 # not overlapping) an image holds, drawn uniformly from this range; glyph: the image's shapes
 # share one outline (one deformation per image, repeated) instead of one deformation per shape;
 # grid: lay the shapes out on an n x n grid (n drawn from this range, r a fraction of the cell,
-# centres jittered by a quarter cell) instead of at random places.
+# each centre moved at random as far as its shape stays in its cell) instead of at random places.
 _BASE: dict[str, Any] = dict(hues=(0, 12, 24, 36, 48, 60), r=(0.30, 0.45), bg=(80, 170),
                              noise=4.0, sat=(0.75, 1.0), val=(0.75, 1.0), hue_noise=2.0,
                              luma=None, wobble=0.0, stretch=1.0, count=(1, 1), glyph=False,
@@ -86,7 +86,9 @@ def make(design: dict[str, Any], n: int = 1500, size: int = 32, seed: int = 0) -
         im = Image.fromarray(arr.astype(np.uint8), "RGB")
         draw = ImageDraw.Draw(im)
         places = _grid(rng, d, ss) if d["grid"] else _placements(rng, d, ss)
-        outline = _outline(rng, d, SHAPES[si[i]]) if d["glyph"] else None
+        kind = SHAPES[si[i]]
+        deformed = d["wobble"] != 0 or d["stretch"] != 1.0
+        glyph = _outline(rng, d, kind) if d["glyph"] else None
         hue = (d["hues"][ci[i]] + rng.uniform(-d["hue_noise"], d["hue_noise"])) / 360 % 1
         rgb = colorsys.hsv_to_rgb(hue, rng.uniform(*d["sat"]), rng.uniform(*d["val"]))
         if d["luma"] is not None:
@@ -94,7 +96,8 @@ def make(design: dict[str, Any], n: int = 1500, size: int = 32, seed: int = 0) -
             rgb = tuple(min(1.0, c * d["luma"] / y) for c in rgb)
         fill = tuple(int(255 * v) for v in rgb)
         for rad, cx, cy in places:
-            _draw(draw, rng, d, SHAPES[si[i]], rad, cx, cy, fill, outline)
+            outline = glyph if glyph is not None else _outline(rng, d, kind) if deformed else None
+            _draw(draw, kind, rad, cx, cy, fill, outline)
         images.append(im.filter(ImageFilter.BoxBlur(1)).resize((size, size), Image.LANCZOS))
     ds = ImageDataset("shapes-design", images=images, labels=si,
                       class_names=list(SHAPES))  # fmt: skip
@@ -129,18 +132,17 @@ def _grid(rng: Any, d: dict[str, Any], ss: int) -> list[tuple[float, float, floa
     return out
 
 
-def _draw(draw: Any, rng: Any, d: dict[str, Any], kind: str, rad: float, cx: float, cy: float,
-          fill: tuple[int, ...], outline: Any = None) -> None:  # fmt: skip
+def _draw(draw: Any, kind: str, rad: float, cx: float, cy: float, fill: tuple[int, ...],
+          outline: Any) -> None:  # fmt: skip
+    """One shape: the plain ``kind`` when ``outline`` is None, else that unit outline."""
     from workbench.data.builtin import _polygon
 
-    if outline is None and d["wobble"] == 0 and d["stretch"] == 1.0:
-        if kind == "circle":
-            draw.ellipse([cx - rad, cy - rad, cx + rad, cy + rad], fill=fill)
-        else:
-            draw.polygon(_polygon(kind, cx, cy, rad, 0.0), fill=fill)
-        return
-    pts = _outline(rng, d, kind) if outline is None else outline
-    draw.polygon([(cx + rad * x, cy + rad * y) for x, y in pts], fill=fill)
+    if outline is not None:
+        draw.polygon([(cx + rad * x, cy + rad * y) for x, y in outline], fill=fill)
+    elif kind == "circle":
+        draw.ellipse([cx - rad, cy - rad, cx + rad, cy + rad], fill=fill)
+    else:
+        draw.polygon(_polygon(kind, cx, cy, rad, 0.0), fill=fill)
 
 
 def _outline(rng: Any, d: dict[str, Any], kind: str) -> Any:
