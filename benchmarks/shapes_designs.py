@@ -38,16 +38,24 @@ from shapes_lesson import NO_COLOUR, knn_by  # noqa: E402  (the lesson's scorer:
 # aspect-ratio range (1 / s .. s); count: how many shapes (all of the image's class and colour,
 # not overlapping) an image holds, drawn uniformly from this range; glyph: the image's shapes
 # share one outline (one deformation per image, repeated) instead of one deformation per shape;
+# tile: a wallpaper of the glyph, n (drawn from this range, not an integer) periods across, at
+# a random phase: crops translate and zoom it, so they remove its only layout cues;
 # grid: lay the shapes out on an n x n grid (n drawn from this range, r a fraction of the cell,
-# each centre moved at random as far as its shape stays in its cell) instead of at random places.
+# each centre moved at random as far as its shape stays in its cell) instead of at random places;
+# family: each class is a family of outlines with its own continuous parameter, drawn per image
+# (star inner radius, cross arm width, rectangle aspect, triangle apex, hexagon's alternate
+# vertices; the circle stays round), so the instance cue lies within the class's own family.
 _BASE: dict[str, Any] = dict(hues=(0, 12, 24, 36, 48, 60), r=(0.30, 0.45), bg=(80, 170),
                              noise=4.0, sat=(0.75, 1.0), val=(0.75, 1.0), hue_noise=2.0,
                              luma=None, wobble=0.0, stretch=1.0, count=(1, 1), glyph=False,
-                             grid=None)  # fmt: skip
+                             grid=None, family=False, tile=None)  # fmt: skip
 _V4 = dict(_BASE, bg=(120, 136), noise=0.0, sat=(0.8, 0.8), val=(0.9, 0.9), hue_noise=1.0,
            r=(0.2, 0.45))  # fmt: skip
 _V5 = dict(_V4, hues=(0, 24, 48, 72, 96, 120), bg=(50, 60), sat=(0.85, 0.85), val=(1.0, 1.0),
            luma=0.6)  # fmt: skip
+# hues 6 degrees apart, which the jitter's +-36 swaps
+_NARROW = dict(_V4, hues=(0, 6, 12, 18, 24, 30), hue_noise=0.5)
+_V14 = dict(_NARROW, r=(0.3, 0.38), tile=(2.0, 4.0), family=True, glyph=True)
 DESIGNS: dict[str, dict[str, Any]] = {
     "v3": dict(_BASE, r=(0.2, 0.45)),  # narrow hue band (60 degrees), grey backgrounds
     "v4": _V4,  # v3 with one plain background level and one saturation and value
@@ -61,6 +69,19 @@ DESIGNS: dict[str, dict[str, Any]] = {
     # one outline of its class, deformed once per image, so every crop holds the image's glyph
     "v9": dict(_V4, r=(0.14, 0.22), count=(2, 4), wobble=0.15, stretch=1.3, glyph=True),
     "v10": dict(_V4, r=(0.28, 0.4), grid=(2, 3), wobble=0.15, stretch=1.3, glyph=True),
+    # the writer's hand made class-specific: each class varies along its own parameter
+    "v11": dict(_V4, r=(0.3, 0.45), family=True),  # one large shape
+    "v12": dict(_V4, r=(0.14, 0.22), count=(2, 4), family=True, glyph=True),  # v9's layout
+    # colour stays the instance cue under jitter while the palette spans 60 degrees (v10): the
+    # narrow palette on v10's grid (no layout cue)
+    "v13": dict(_NARROW, r=(0.28, 0.4), grid=(2, 3), family=True, glyph=True),
+    # v13 again puts shape below random init: the grid's cell jitter, count and radius are
+    # instance cues that crops keep. A wallpaper's period and phase are what crops change
+    "v14": _V14,
+    # v14 + nuisances the jitter removes (background level, the fill's saturation and value),
+    # which random features read; and v14 with larger glyphs (more of each outline's detail)
+    "v15": dict(_V14, bg=(90, 170), sat=(0.6, 1.0), val=(0.6, 1.0)),
+    "v16": dict(_V14, tile=(1.5, 3.0)),
 }
 RUNS: dict[str, dict[str, Any] | None] = {
     "jitter": None, "nojitter": NO_COLOUR, "jitter-strength1": {"cj_strength": 1.0},
@@ -85,9 +106,10 @@ def make(design: dict[str, Any], n: int = 1500, size: int = 32, seed: int = 0) -
         arr = np.clip(level + rng.normal(0, d["noise"], (ss, ss, 1)), 0, 255).repeat(3, 2)
         im = Image.fromarray(arr.astype(np.uint8), "RGB")
         draw = ImageDraw.Draw(im)
-        places = _grid(rng, d, ss) if d["grid"] else _placements(rng, d, ss)
+        places = (_tile(rng, d, ss) if d["tile"] else _grid(rng, d, ss) if d["grid"]
+                  else _placements(rng, d, ss))  # fmt: skip
         kind = SHAPES[si[i]]
-        deformed = d["wobble"] != 0 or d["stretch"] != 1.0
+        deformed = d["wobble"] != 0 or d["stretch"] != 1.0 or d["family"]
         glyph = _outline(rng, d, kind) if d["glyph"] else None
         hue = (d["hues"][ci[i]] + rng.uniform(-d["hue_noise"], d["hue_noise"])) / 360 % 1
         rgb = colorsys.hsv_to_rgb(hue, rng.uniform(*d["sat"]), rng.uniform(*d["val"]))
@@ -132,6 +154,16 @@ def _grid(rng: Any, d: dict[str, Any], ss: int) -> list[tuple[float, float, floa
     return out
 
 
+def _tile(rng: Any, d: dict[str, Any], ss: int) -> list[tuple[float, float, float]]:
+    """(radius, cx, cy) of a wallpaper: a square lattice at a random period and phase, with
+    the copies the canvas edge cuts."""
+    period = ss / rng.uniform(*d["tile"])
+    rad = rng.uniform(*d["r"]) * period
+    x0, y0 = rng.uniform(0, period, 2)
+    k = int(ss / period) + 2
+    return [(rad, x0 + i * period, y0 + j * period) for j in range(-1, k) for i in range(-1, k)]
+
+
 def _draw(draw: Any, kind: str, rad: float, cx: float, cy: float, fill: tuple[int, ...],
           outline: Any) -> None:  # fmt: skip
     """One shape: the plain ``kind`` when ``outline`` is None, else that unit outline."""
@@ -149,9 +181,10 @@ def _outline(rng: Any, d: dict[str, Any], kind: str) -> Any:
     """A unit outline of ``kind``, deformed by ``wobble`` and ``stretch``: (K, 2) points."""
     from workbench.data.builtin import _polygon
 
-    if kind == "circle":
-        th = np.linspace(0, 2 * np.pi, 40, endpoint=False)
-        pts = np.stack([np.cos(th), np.sin(th)], 1)
+    if d["family"]:
+        pts = _family(rng, kind)
+    elif kind == "circle":
+        pts = _circle()
     else:
         pts = np.array(_polygon(kind, 0, 0, 1, 0.0))
     th = np.arctan2(pts[:, 1], pts[:, 0])
@@ -160,6 +193,37 @@ def _outline(rng: Any, d: dict[str, Any], kind: str) -> Any:
     sx = np.exp(rng.uniform(-np.log(d["stretch"]), np.log(d["stretch"])))
     pts = pts * f[:, None] * np.array([sx, 1 / sx])
     return pts / max(float(np.abs(pts).max()), 1.0)
+
+
+def _circle(k: int = 40) -> Any:
+    th = np.linspace(0, 2 * np.pi, k, endpoint=False)
+    return np.stack([np.cos(th), np.sin(th)], 1)
+
+
+def _family(rng: Any, kind: str) -> Any:
+    """A unit outline of ``kind`` with its class's own parameter drawn at random: (K, 2)."""
+    if kind == "circle":
+        return _circle()
+    if kind == "square":  # a rectangle, aspect 1-1.8, lying or standing
+        a = rng.uniform(1.0, 1.8) ** (1 if rng.random() < 0.5 else -1)
+        return np.array([(-a, -1), (a, -1), (a, 1), (-a, 1)]) / max(a, 1.0)
+    if kind == "triangle":  # the apex moves sideways: isosceles to scalene
+        return np.array([(rng.uniform(-0.7, 0.7), -1), (1, 0.8), (-1, 0.8)])
+    if kind == "star":  # five points, inner radius 0.3-0.6
+        q = rng.uniform(0.3, 0.6)
+        th = np.arange(10) * np.pi / 5 - np.pi / 2
+        rad = np.where(np.arange(10) % 2 == 0, 1.0, q)
+        return np.stack([rad * np.cos(th), rad * np.sin(th)], 1)
+    if kind == "cross":  # arm half-width 0.18-0.42
+        w = rng.uniform(0.18, 0.42)
+        return np.array([(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1),
+                         (-w, w), (-1, w), (-1, -w), (-w, -w)])  # fmt: skip
+    if kind == "hexagon":  # every other vertex pulled in to 0.7-1.0
+        q = rng.uniform(0.7, 1.0)
+        th = np.arange(6) * np.pi / 3
+        rad = np.where(np.arange(6) % 2 == 0, 1.0, q)
+        return np.stack([rad * np.cos(th), rad * np.sin(th)], 1)
+    raise ValueError(kind)
 
 
 def _scores(model: Any, ds: Any, si: np.ndarray, ci: np.ndarray, seed: int) -> list[float]:
