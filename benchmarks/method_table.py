@@ -18,7 +18,10 @@ All three are scored the same way: eval-mode features of the seed's stratified 8
 held-out 20 % (queries), ``knn_accuracy(k=200, temperature=0.1)``, cosine (Lightly's convention).
 Each finished run appends one line to results/method_table.jsonl, keyed by (method, contender,
 seed, epochs); a rerun skips what is there, so the hours this takes can stop and resume, one
-method at a time. The report (method_table.md, included in RESULTS.md) is rebuilt after every run.
+method at a time. Each line records the method defaults it ran with; a line whose defaults are
+no longer the method's is history, kept in the file but neither shown nor skipped, so a change
+of defaults reruns that method's ``ours`` and ``lightly`` lines. The report (method_table.md,
+included in RESULTS.md) is rebuilt after every run.
 """
 
 from __future__ import annotations
@@ -43,12 +46,21 @@ ONE_REFERENCE_SEED_BEYOND = 2.0  # points: farther than this from ours, one refe
 
 
 def load_records(stem: str = STEM) -> list[dict[str, Any]]:
-    """The recorded runs; a rerun's line replaces an earlier one with the same key."""
+    """The current runs: a rerun's line replaces an earlier one with the same key, and a line
+    run with other defaults than the method's current ones is left out."""
     path = common.RESULTS / f"{stem}.jsonl"
     if not path.exists():
         return []
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    recs = [r for r in recs if r["defaults"] == _defaults(r["method"], r["contender"])]
     return list({_key(r): r for r in recs}.values())
+
+
+def _defaults(method: str, contender: str) -> dict[str, Any] | None:
+    """The config a trained contender runs with (None for random init, which has none)."""
+    from workbench.methods import describe_method
+
+    return None if contender == "random" else describe_method(method)["defaults"]
 
 
 def _key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -186,6 +198,7 @@ def run_one(
         "seed": seed,
         "epochs": args.epochs,
         "knn": round(res["knn_top1"], 4),
+        "defaults": _defaults(method, contender),
         "monitor_knn": res.get("monitor_knn_top1"),
         "seconds": round(res["seconds"], 1),
         "machine": f"{m['cpu']} ({m['cpu_kind']}) x{m['nproc']}, torch {m['versions']['torch']}",

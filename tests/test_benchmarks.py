@@ -210,6 +210,33 @@ def test_method_table_rules() -> None:
     assert mt.summarise(three, 30)["simclr"]["matches_lightly"] is True
 
 
+def test_method_table_keeps_lines_of_the_current_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line run with other defaults is history: neither shown nor skipped on a rerun."""
+    sys.path.insert(0, str(BENCH))
+    import common
+    import method_table as mt
+
+    from workbench.methods import describe_method
+
+    now = describe_method("moco")["defaults"]
+
+    def rec(contender: str, knn: float, defaults: dict | None) -> dict:
+        return {"method": "moco", "contender": contender, "seed": 0, "epochs": 30, "knn": knn,
+                "defaults": defaults}  # fmt: skip
+
+    old = dict(now, momentum=0.5)
+    lines = [rec("random", 0.81, None), rec("ours", 0.90, now), rec("lightly", 0.85, now),
+             rec("ours", 0.77, old), rec("lightly", 0.7, old)]  # fmt: skip
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    got = {(r["contender"], r["knn"]) for r in mt.load_records("t")}
+    assert got == {("random", 0.81), ("ours", 0.90), ("lightly", 0.85)}
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(lines)))
+    assert {(r["contender"], r["knn"]) for r in mt.load_records("t")} == got
+
+
 @pytest.mark.slow
 def test_shapes_designs_random_only(tmp_path: Path) -> None:
     """The design screen scores random init; v5's palette has one grey level for every colour."""

@@ -224,6 +224,10 @@ def test_describe_method():
     d = wb.describe_method("dino")
     assert {"summary", "use_when", "avoid_when", "batch_size", "epochs", "backbones"} <= set(d)
     assert d["defaults"]["teacher_temp"] == 0.04
+    # where a short-run default departs from the paper, the card says so and why
+    moco = wb.describe_method("moco")
+    assert moco["defaults"]["momentum"] == 0.9 and "0.999" in moco["changed"]
+    assert "0.1" in wb.describe_method("simclr")["changed"]
     assert wb.list_methods() == sorted(
         [
             "barlowtwins",

@@ -31,9 +31,11 @@ def test_progress_text_reports_epoch_step_speed_and_eta():
 
 
 def test_method_card_renders_existing_keys_and_hints():
-    card = {"summary": "S <x>", "use_when": "u", "batch_size": 256, "backbones": ["resnet18"]}
+    card = {"summary": "S <x>", "use_when": "u", "batch_size": 256, "backbones": ["resnet18"],
+            "changed": "t 0.1"}  # fmt: skip
     text = method_card_html("simclr", card, ["far"])
     assert "S &lt;x&gt;" in text and "Use when" in text and "256" in text and "far" in text
+    assert "Changed for short runs:</b> t 0.1" in text
     assert "No description" in method_card_html("x", None)
     assert backbone_hint(card, "vit-tiny") and backbone_hint(card, "resnet18") is None
 

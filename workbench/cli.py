@@ -47,6 +47,8 @@ def _cmd_methods(args: argparse.Namespace) -> int:
                 f"{'':15s} recommended: batch {d['batch_size']}, {d['epochs']} epochs; "
                 f"backbones {', '.join(d['backbones'])}"
             )
+            if d["changed"]:
+                print(f"{'':15s} changed for short runs: {d['changed']}")
     return 0
 
 

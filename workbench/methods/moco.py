@@ -34,7 +34,7 @@ class MoCoConfig(MethodConfig):
     output_dim: int = 128  # key/query dimension (paper: 128)
     temperature: float = 0.2  # InfoNCE temperature (MoCo v2: 0.2)
     queue_size: int | None = None  # None: min(65536, a quarter of the dataset), >= one batch
-    momentum: float = 0.99  # EMA start, raised to 1.0 on a cosine schedule (paper: 0.999 fixed)
+    momentum: float = 0.9  # EMA start, cosine to 1.0 (paper: 0.999 fixed; 0.99 lags on short runs)
 
 
 class MoCo(Method):

@@ -70,6 +70,7 @@ _CARD_TITLES = {
     "backbones": "Backbones",
     "paper": "Paper",
     "note": "Note",
+    "changed": "Changed for short runs",
     "defaults": "Defaults",
 }
 _CARD_SKIP = ("name",)
