@@ -52,15 +52,33 @@ def load_records(stem: str = STEM) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    recs = [r for r in recs if r["defaults"] == _defaults(r["method"], r["contender"])]
-    return list({_key(r): r for r in recs}.values())
+    return list({_key(r): r for r in recs if _current(r)}.values())
 
 
-def _defaults(method: str, contender: str) -> dict[str, Any] | None:
-    """The config a trained contender runs with (None for random init, which has none)."""
+# Lines written before the defaults held the view recipe (2026-12-04) ran with the recipe of their
+# day. Since then these methods' recipes at 32 px changed (DINO: no local crops), so their older
+# lines are history; the other methods' lines keep counting.
+RECIPE_CHANGED_SINCE_UNRECORDED = ("dino",)
+
+
+def _current(r: dict[str, Any]) -> bool:
+    """Whether a line ran with the method's current defaults (config and view recipe)."""
+    want, have = _defaults(r["method"], r["contender"]), r["defaults"]
+    unrecorded = want and have and "recipe" not in have
+    if unrecorded and r["method"] not in RECIPE_CHANGED_SINCE_UNRECORDED:
+        have = {**have, "recipe": want["recipe"]}
+    return have == want
+
+
+def _defaults(method: str, contender: str, input_size: int = 32) -> dict[str, Any] | None:
+    """The config and view recipe a trained contender runs with (None for random init)."""
+    from workbench.augment import recipe
     from workbench.methods import describe_method
 
-    return None if contender == "random" else describe_method(method)["defaults"]
+    if contender == "random":
+        return None
+    views = json.loads(json.dumps(recipe(method, input_size=input_size).to_dict()))  # as stored
+    return {**describe_method(method)["defaults"], "recipe": views}
 
 
 def _key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -198,7 +216,7 @@ def run_one(
         "seed": seed,
         "epochs": args.epochs,
         "knn": round(res["knn_top1"], 4),
-        "defaults": _defaults(method, contender),
+        "defaults": _defaults(method, contender, args.input_size),
         "monitor_knn": res.get("monitor_knn_top1"),
         "seconds": round(res["seconds"], 1),
         "machine": f"{m['cpu']} ({m['cpu_kind']}) x{m['nproc']}, torch {m['versions']['torch']}",

@@ -159,7 +159,7 @@ def test_issue_example_overrides(img: Image.Image) -> None:
     ("input_size", "local"), [(224, 96), (128, 55), (64, 27), (32, 14), (16, 8)]
 )
 def test_input_size_scales_local_crops(input_size: int, local: int) -> None:
-    rec = recipe("dino", input_size=input_size)
+    rec = recipe("dino", input_size=input_size, local_count=6)  # <= 64 px drops them by default
     assert rec.view_sizes == [input_size] * 2 + [local] * 6
 
 
@@ -444,15 +444,23 @@ def test_blur_sigma_scales_with_input_size() -> None:
 
 @pytest.mark.parametrize("method", sorted(wb.list_methods()))
 def test_small_image_profile(method: str) -> None:
-    """At <= 64 px every method drops blur; SimCLR also halves colour strength (B.9)."""
+    """At <= 64 px every method drops blur; SimCLR halves colour strength (B.9), DINO drops
+    its local crops."""
     small = wb.recipe(method, input_size=32)
     large = wb.recipe(method, input_size=96)
     assert all(g.blur_prob == 0.0 for g in small.groups)
     assert [g.blur_prob for g in large.groups] == [g.blur_prob for g in wb.recipe(method).groups]
     expected_cj = 0.5 if method == "simclr" else wb.recipe(method).groups[0].cj_strength
     assert small.groups[0].cj_strength == expected_cj
+    expected_views = 2 if method == "dino" else wb.recipe(method).n_views
+    assert small.n_views == expected_views
+    assert large.n_views == wb.recipe(method).n_views
     # Explicit keys win, and "Copy as code" still round-trips.
     kept = wb.recipe(method, input_size=32, blur_prob=0.3, cj_strength=1.0)
     assert all(g.blur_prob == 0.3 and g.cj_strength == 1.0 for g in kept.groups)
     for r in (small, kept):
         assert wb.recipe(method, **r.overrides()) == r
+    if method == "dino":  # the user can still ask for local crops at 32 px
+        multi = wb.recipe(method, input_size=32, local_count=6)
+        assert multi.view_sizes == [32, 32] + [14] * 6
+        assert wb.recipe(method, **multi.overrides()) == multi

@@ -76,6 +76,11 @@ CARDS: dict[str, MethodInfo] = {
         backbones=("vit-tiny", "vit-small", "resnet18-small", "resnet18"),
         paper="DINO, 2021, https://arxiv.org/abs/2104.14294",
         note="The loss starts near log(output_dim) and falls slowly; watch kNN accuracy.",
+        changed="no local crops at <= 64 px (paper: 6 local crops of 5-40 % at 96/224 of the "
+        "global size): at 32 px they are 14 px views, 12 of the loss's 14 pairs, and 30-epoch "
+        "digits runs with them ended at the untrained backbone's kNN (0.82 vs 0.81; Lightly's "
+        "DINO loop 0.81), against 0.88-0.91 without (benchmarks/results/barlow_study.md, "
+        "method_table.md). Ask for them with local_count=6",
     ),
     "distillation": MethodInfo(
         summary="A small student regresses a frozen teacher's spatial features (MSE at every "

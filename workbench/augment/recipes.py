@@ -38,8 +38,13 @@ MIN_SIZE = 8  # smallest view side we accept (a 3x3 conv stem needs a few pixels
 # settings: no Gaussian blur for every method (SimCLR [0] appendix B.9; the reference library's
 # CIFAR-10 benchmarks do the same for every method), plus SMALL_IMAGE_CHANGES per method.
 SMALL_IMAGE = 64
+# Keys as in `recipe()`'s overrides (`<field>` for every group, `<group>_<field>` for one).
 SMALL_IMAGE_CHANGES: dict[str, dict[str, Any]] = {
     "simclr": {"cj_strength": 0.5},  # SimCLR [0] appendix B.9: colour strength 0.5 on CIFAR-10
+    # DINO: no local crops. At 32 px they are 14 px views of 5-40 % of the image, 12 of the loss's
+    # 14 pairs; on digits (30 epochs) kNN fell below random init with them and rose without
+    # (benchmarks/results/barlow_study.md, "why DINO does not learn on digits").
+    "dino": {"local_count": 0},
 }
 KINDS = ("global", "local")
 
@@ -523,6 +528,20 @@ def _scaled_local(input_size: int) -> int:  # local crops keep their 96/224 prop
     return max(MIN_SIZE, math.floor(input_size * LOCAL_TO_GLOBAL + 0.5))
 
 
+def _small_image_changes(method: str, group: ViewSpec) -> dict[str, Any]:
+    """The fields of ``SMALL_IMAGE_CHANGES[method]`` for ``group`` that it holds at paper value.
+
+    So a recipe resized to 32 px keeps the local crops its user asked for.
+    """
+    paper = {g.name: g for g in METHOD_DEFAULTS[method]()}.get(group.name, group)
+    out = {}
+    for key, value in SMALL_IMAGE_CHANGES.get(method, {}).items():
+        field = key.removeprefix(group.name + "_")
+        if field in EDITABLE_FIELDS and getattr(group, field) == getattr(paper, field):
+            out[field] = value
+    return out
+
+
 def _apply(base: Recipe, overrides: Mapping[str, Any]) -> Recipe:
     """Apply ``overrides`` to ``base`` (see :func:`recipe` for the key rules)."""
     names = [g.name for g in base.groups]
@@ -565,7 +584,7 @@ def _apply(base: Recipe, overrides: Mapping[str, Any]) -> Recipe:
             changes["blur_sigma"] = (g.blur_sigma[0] * f, g.blur_sigma[1] * f)
             if size_from_input["global"] <= SMALL_IMAGE:
                 changes["blur_prob"] = 0.0
-                changes.update(SMALL_IMAGE_CHANGES.get(base.method, {}))
+                changes.update(_small_image_changes(base.method, g))
         changes.update(everywhere)
         changes.update(per_group[g.name])
         groups.append(dataclasses.replace(g, **changes) if changes else g)
@@ -588,8 +607,9 @@ def recipe(method: str = "simclr", **overrides: Any) -> Recipe:
         - ``input_size=`` sets every global group's size and scales local sizes by 96/224
           (rounded, at least 8) unless ``local_size`` is also given; the blur sigma range
           scales with the view size too (sigma is in pixels; the papers' values are at 224 px).
-          At ``input_size <= 64`` (CIFAR scale) the papers' small-image settings apply: no blur,
-          and SimCLR's colour strength 0.5 (:data:`SMALL_IMAGE_CHANGES`). Explicit keys win.
+          At ``input_size <= 64`` (CIFAR scale) the small-image settings apply: no blur (the
+          papers'), SimCLR's colour strength 0.5 (its paper's) and DINO without local crops
+          (measured here; :data:`SMALL_IMAGE_CHANGES`). Explicit keys win.
         - ``mean=``, ``std=``, ``normalize=`` set the normalisation.
 
     Group-specific keys win over ``<field>`` keys, which win over ``input_size``.
