@@ -6,7 +6,7 @@ the untrained backbone (0.81). Each trial trains ``wb.train("digits", ...)`` for
 records kNN top-1 (held-out 20%), loss and backbone std per epoch.
 
 Usage:
-    python benchmarks/barlow_study.py [--trials sgd lars ...] [--epochs 10] [--keep DIR]
+    python benchmarks/barlow_study.py [--trials sgd lars ...] [--epochs 10] [--seed 0] [--keep DIR]
     python benchmarks/barlow_study.py --from-runs DIR...   # rows from run folders named by trial
 """
 
@@ -62,6 +62,41 @@ TRIALS: dict[str, dict[str, Any]] = {
     # DINO at 30 epochs: +0.8 points on seed 0 (method_table.md). Its teacher's EMA starts at
     # 0.996, ~250 steps (23 epochs) behind here: a teacher near its random init all run?
     "dino-m0.99": {"method": "dino", "method_args": {"momentum": 0.99}},
+    # the loss sits at ln 2048 because the centred teacher is uniform: its per-image deviation
+    # from the centre is tiny at temperature 0.04. A sharper teacher amplifies it (6-epoch probes)
+    "dino-tt0.02": {
+        "method": "dino",
+        "method_args": {"warmup_teacher_temp": 0.02, "teacher_temp": 0.02},
+    },
+    "dino-tt0.01": {
+        "method": "dino",
+        "method_args": {"warmup_teacher_temp": 0.01, "teacher_temp": 0.01},
+    },
+    # a sharper teacher still drifts to uniform (6 epochs): the student cannot predict it and
+    # falls back to the marginal. Six local crops of 5-40 % of an 8x8 digit carry next to no
+    # digit, and they are 6 of the student's 8 views: the multi-crop views?
+    "dino-nolocal": {"method": "dino", "transform_args": {"local_count": 0}},
+    "dino-local0.25": {"method": "dino", "transform_args": {"local_crop_scale": (0.25, 0.5)}},
+    # no local crops: kNN 0.889 at epoch 3, 0.875 at 6 (6 epochs), larger local crops 0.836: how
+    # many local crops can it take?
+    "dino-local2": {"method": "dino", "transform_args": {"local_count": 2}},
+    # BYOL: +1.7 over random init at 30 epochs, peak 0.89-0.92 in epochs 6-10 then a decline
+    # that neither the target's momentum nor weight decay stops. The paper's optimizer (LARS)?
+    # Crops that keep more of an 8x8 digit (MoCo v2's 0.2)?
+    "byol-lars": {"method": "byol", "method_args": {"optimizer": "lars"}},
+    "byol-crop0.2": {"method": "byol", "transform_args": {"crop_scale": (0.2, 1.0)}},
+    # LARS: 0.763 after epoch 1, 0.373 at 30. Methods without negatives (BYOL, Barlow Twins) peak
+    # early and decline, SimCLR does not: does the mirror invariance cost them the digits?
+    "byol-noflip": {"method": "byol", "transform_args": {"hflip_prob": 0.0}},
+    "lars-noflip": {"transform_args": {"hflip_prob": 0.0}},
+    # BYOL without flips: peak 0.903 (epoch 6), 0.852 at 30; Barlow Twins: the same collapse as
+    # with flips. Not the cause. BYOL's rate (0.06 at batch 128) and width (paper: 4096)?
+    "byol-lr0.03": {"method": "byol", "lr": 0.03},
+    "byol-lr0.12": {"method": "byol", "lr": 0.12},
+    "byol-h4096": {"method": "byol", "method_args": {"hidden_dim": 4096}},
+    # a crop of 8 % of an 8x8 digit is a 2x2-pixel blob that BYOL must map onto the whole digit;
+    # crops of at least half the image?
+    "byol-crop0.5": {"method": "byol", "transform_args": {"crop_scale": (0.5, 1.0)}},
 }
 
 
@@ -71,6 +106,7 @@ def row(name: str, run: Any) -> dict[str, Any]:
     c = run.config
     return {
         "trial": name,
+        "seed": c.get("seed", 0),
         "method": c["method"],
         "optimizer": c["optimizer"],
         "lr": c["lr"],
@@ -81,7 +117,25 @@ def row(name: str, run: Any) -> dict[str, Any]:
         "knn_per_epoch": [round(r["knn_acc"], 3) for r in h],
         "loss_per_epoch": [round(r["loss"], 1) for r in h],
         "backbone_std_per_epoch": [round(r.get("rep_std_backbone") or 0.0, 4) for r in h],
+        **_teacher_entropy(h),
         "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _teacher_entropy(history: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """DINO's teacher entropy per epoch as a fraction of ln K, per image and of the batch mean.
+
+    Per image near 1 and batch near 1: a uniform teacher; per image near 0 and batch near 0: one
+    prototype for all images. Healthy: per image low, batch high. Empty for other methods.
+    """
+    from workbench.eval.collapse import relative_signals
+
+    sig = [relative_signals(r) for r in history]
+    if not sig or sig[0]["teacher_entropy_frac"] is None:
+        return {}
+    return {
+        f"{k}_per_epoch": [round(s[k] or 0.0, 3) for s in sig]
+        for k in ("teacher_entropy_frac", "teacher_batch_entropy_frac")
     }
 
 
@@ -94,16 +148,17 @@ def render(rows: list[dict[str, Any]]) -> str:
         "held-out 20% (k=200, t=0.1). The untrained backbone scores 0.81 "
         "(`method_table.md`).",
         "",
-        "| trial | method | optimizer | lr | projector | crop scale | precision | kNN epoch 1 | "
-        "kNN best (epoch) | kNN last | loss first -> last | backbone std last |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| trial | method | optimizer | lr | projector | crop scale | precision | epochs | "
+        "kNN epoch 1 | kNN best (epoch) | kNN last | loss first -> last | backbone std last |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         k, lo = r["knn_per_epoch"], r["loss_per_epoch"]
+        name = r["trial"] + (f" (seed {r['seed']})" if r.get("seed") else "")
         lines.append(
-            f"| {r['trial']} | {r['method']} | {r['optimizer']} | {r['lr']:.3g} | "
+            f"| {name} | {r['method']} | {r['optimizer']} | {r['lr']:.3g} | "
             f"{r['projector'][0]}-{r['projector'][1]} | {r['crop_scale']} | {r['precision']} | "
-            f"{k[0]:.3f} | {max(k):.3f} ({k.index(max(k)) + 1}) | "
+            f"{r['epochs']} | {k[0]:.3f} | {max(k):.3f} ({k.index(max(k)) + 1}) | "
             f"{k[-1]:.3f} | {lo[0]} -> {lo[-1]} | {r['backbone_std_per_epoch'][-1]} |"
         )
     return "\n".join(lines) + "\n"
@@ -115,6 +170,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", nargs="+", default=list(TRIALS), choices=list(TRIALS))
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
     p.add_argument("--from-runs", type=Path, nargs="+", default=None, help="run folders to record")
     p.add_argument("--quick", action="store_true", help="one trial, one epoch (for the test)")
@@ -131,7 +187,7 @@ def main() -> None:
             kw = {"method": "barlowtwins", **TRIALS[name]}
             with tempfile.TemporaryDirectory() as tmp:
                 base = args.keep or Path(tmp)
-                run = wb.train("digits", epochs=args.epochs, out=base / name, **kw)
+                run = wb.train("digits", epochs=args.epochs, seed=args.seed, out=base / name, **kw)
                 rows.append(row(name, run))
             print(json.dumps(rows[-1]), flush=True)
     with out.open("a", encoding="utf-8") as f:
