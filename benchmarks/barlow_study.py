@@ -92,7 +92,6 @@ TRIALS: dict[str, dict[str, Any]] = {
     # BYOL without flips: peak 0.903 (epoch 6), 0.852 at 30; Barlow Twins: the same collapse as
     # with flips. Not the cause. BYOL's rate (0.06 at batch 128) and width (paper: 4096)?
     "byol-lr0.03": {"method": "byol", "lr": 0.03},
-    "byol-lr0.12": {"method": "byol", "lr": 0.12},
     "byol-h4096": {"method": "byol", "method_args": {"hidden_dim": 4096}},
     # a crop of 8 % of an 8x8 digit is a 2x2-pixel blob that BYOL must map onto the whole digit;
     # crops of at least half the image?
@@ -106,7 +105,7 @@ def row(name: str, run: Any) -> dict[str, Any]:
     c = run.config
     return {
         "trial": name,
-        "seed": c.get("seed", 0),
+        "seed": c["seed"],
         "method": c["method"],
         "optimizer": c["optimizer"],
         "lr": c["lr"],

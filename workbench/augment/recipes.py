@@ -536,10 +536,19 @@ def _small_image_changes(method: str, group: ViewSpec) -> dict[str, Any]:
     paper = {g.name: g for g in METHOD_DEFAULTS[method]()}.get(group.name, group)
     out = {}
     for key, value in SMALL_IMAGE_CHANGES.get(method, {}).items():
-        field = key.removeprefix(group.name + "_")
-        if field in EDITABLE_FIELDS and getattr(group, field) == getattr(paper, field):
-            out[field] = value
+        target = _override_target(key, [group.name])
+        if target and getattr(group, target[1]) == getattr(paper, target[1]):
+            out[target[1]] = value
     return out
+
+
+def _override_target(key: str, names: list[str]) -> tuple[str | None, str] | None:
+    """``(group, field)`` an override key sets (group None: every group), or None if none."""
+    if key in EDITABLE_FIELDS:
+        return None, key
+    group = next((n for n in names if key.startswith(n + "_")), None)
+    field = key[len(group) + 1 :] if group else ""
+    return (group, field) if field in EDITABLE_FIELDS else None
 
 
 def _apply(base: Recipe, overrides: Mapping[str, Any]) -> Recipe:
@@ -551,20 +560,21 @@ def _apply(base: Recipe, overrides: Mapping[str, Any]) -> Recipe:
     for key, value in overrides.items():
         if key in RECIPE_KEYS:
             top[key] = value
-        elif key in EDITABLE_FIELDS:
-            everywhere[key] = value
+            continue
+        target = _override_target(key, names)
+        if target is None:
+            valid = valid_override_keys(base.groups)
+            close = difflib.get_close_matches(key, valid, n=3)
+            hint = f" Did you mean {close}?" if close else ""
+            raise ValueError(
+                f"Unknown override {key!r} for method {base.method!r}.{hint} Valid: "
+                f"{list(RECIPE_KEYS)}, any of {list(EDITABLE_FIELDS)} (sets every view "
+                f"group), or '<group>_<field>' with group in {names}."
+            )
+        group, fname = target
+        if group is None:
+            everywhere[fname] = value
         else:
-            group = next((n for n in names if key.startswith(n + "_")), None)
-            fname = key[len(group) + 1 :] if group else ""
-            if group is None or fname not in EDITABLE_FIELDS:
-                valid = valid_override_keys(base.groups)
-                close = difflib.get_close_matches(key, valid, n=3)
-                hint = f" Did you mean {close}?" if close else ""
-                raise ValueError(
-                    f"Unknown override {key!r} for method {base.method!r}.{hint} Valid: "
-                    f"{list(RECIPE_KEYS)}, any of {list(EDITABLE_FIELDS)} (sets every view "
-                    f"group), or '<group>_<field>' with group in {names}."
-                )
             per_group[group][fname] = value
     size_from_input: dict[str, Any] = {}
     if "input_size" in top:
