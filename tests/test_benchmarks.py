@@ -236,15 +236,16 @@ def test_method_table_keeps_lines_of_the_current_defaults(
     assert got == {("random", 0.81), ("ours", 0.90), ("lightly", 0.85)}
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(lines)))
     assert {(r["contender"], r["knn"]) for r in mt.load_records("t")} == got
-    # The view recipe is part of the defaults: a line with today's recipe counts, one with
-    # another is history, and one written before lines held a recipe counts unless the method's
-    # recipe changed since (DINO's local crops).
-    views = mt._defaults("moco", "ours")["recipe"]
+    # The view recipe and the base rates are part of the defaults: a line with today's counts,
+    # one with others is history, and one written before lines held them counts unless the
+    # method's value changed since (DINO's local crops; BYOL's crops and rate).
+    full = mt._defaults("moco", "ours")
     other = json.loads(json.dumps(wb.recipe("moco", input_size=32, hflip_prob=0.0).to_dict()))
-    dino_now = describe_method("dino")["defaults"]
-    lines = [rec("ours", 0.90, {**now, "recipe": views}), rec("lightly", 0.85, now),
-             rec("ours", 0.5, {**now, "recipe": other}),
-             {**rec("ours", 0.82, dino_now), "method": "dino"}]  # fmt: skip
+    lines = [rec("ours", 0.90, full), rec("lightly", 0.85, now),
+             rec("ours", 0.5, {**full, "recipe": other}),
+             rec("ours", 0.6, {**full, "base_lr": {**full["base_lr"], "sgd": 1.0}}),
+             *({**rec("ours", 0.8, describe_method(m)["defaults"]), "method": m}
+               for m in ("dino", "byol"))]  # fmt: skip
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     assert {(r["method"], r["contender"], r["knn"]) for r in mt.load_records("t")} == {
         ("moco", "ours", 0.90),

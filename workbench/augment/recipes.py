@@ -45,6 +45,10 @@ SMALL_IMAGE_CHANGES: dict[str, dict[str, Any]] = {
     # 14 pairs; on digits (30 epochs) kNN fell below random init with them and rose without
     # (benchmarks/results/barlow_study.md, "why DINO does not learn on digits").
     "dino": {"local_count": 0},
+    # BYOL: crops of at least half the image. A crop of 8 % of an 8x8 digit is a 2x2-pixel blob
+    # that the predictor must map onto the whole digit; with (0.5, 1) and half the SGD rate, kNN
+    # holds its early peak instead of falling back to random init (barlow_study.md).
+    "byol": {"crop_scale": (0.5, 1.0)},
 }
 KINDS = ("global", "local")
 
@@ -62,7 +66,8 @@ class ViewSpec:
     count: int = 1  # number of views drawn from this group for every image
     size: int = 224  # output side in pixels (views are square)
     # random resized crop: area fraction range. 0.08 also at 32 px: gentler crops (0.2, 0.35)
-    # learned no better on digits (benchmarks/results/crop_scale_decision.md)
+    # learned no better on digits for SimCLR (benchmarks/results/crop_scale_decision.md); BYOL
+    # takes (0.5, 1) at small sizes (SMALL_IMAGE_CHANGES)
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio range
     hflip_prob: float = 0.5  # probability of a horizontal flip

@@ -40,6 +40,10 @@ class BYOL(Method):
     config: BYOLConfig
     info = CARDS["byol"]
 
+    # Half the shared SGD base rate: on digits (30 epochs, 3 seeds) kNN no longer peaks around
+    # epoch 6 and declines (benchmarks/results/barlow_study.md, "BYOL's rate and crops").
+    base_lr = {**Method.base_lr, "sgd": 0.06}
+
     def __init__(
         self, backbone: nn.Module, feature_dim: int, config: BYOLConfig, **kw: Any
     ) -> None:
