@@ -100,7 +100,10 @@ TRIALS: dict[str, dict[str, Any]] = {
     # half: 0.855 on seed 0. Both together?
     # Barlow Twins: each of LARS at a third of the rate (0.733 at 10 epochs) and gentler crops
     # without solarization (0.721) halved the fall (0.496). What BYOL needed, together?
-    "lars-lr0.05-crop0.5": {"lr": 0.05, "transform_args": {"crop_scale": (0.5, 1.0)}},
+    "lars-lr0.05-crop0.5": {
+        "lr": 0.05,
+        "transform_args": {"crop_scale": (0.5, 1.0), "view2_solarize_prob": 0.2},
+    },
     "lars-lr0.05-crop0.5-nosolar": {
         "lr": 0.05,
         "transform_args": {"crop_scale": (0.5, 1.0), "view2_solarize_prob": 0.0},

@@ -58,10 +58,10 @@ def load_records(stem: str = STEM) -> list[dict[str, Any]]:
 # Keys the recorded defaults did not always hold: the view recipe (recorded since 2026-12-04) and
 # the base learning rate (since 2026-12-08). A line written before a key was recorded ran with
 # that key's value of its day; it counts as today's unless the method's value changed since
-# (DINO's recipe: no local crops; BYOL's recipe and rate: crops of 50-100 %, half the SGD rate).
+# (DINO's recipe: no local crops; BYOL's and Barlow Twins' recipes and rates, 2026-12-08).
 CHANGED_SINCE_UNRECORDED: dict[str, tuple[str, ...]] = {
-    "recipe": ("dino", "byol"),
-    "base_lr": ("byol",),
+    "recipe": ("dino", "byol", "barlowtwins"),
+    "base_lr": ("byol", "barlowtwins"),
 }
 
 

@@ -83,8 +83,12 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "v15": dict(_V14, bg=(90, 170), sat=(0.6, 1.0), val=(0.6, 1.0)),
     "v16": dict(_V14, tile=(1.5, 3.0)),
 }
+# crop0.5: crops of at least half the image (what BYOL and Barlow Twins needed on 8x8 digits
+# at 32 px), so that a crop keeps the shape
 RUNS: dict[str, dict[str, Any] | None] = {
     "jitter": None, "nojitter": NO_COLOUR, "jitter-strength1": {"cj_strength": 1.0},
+    "jitter-crop0.5": {"crop_scale": (0.5, 1.0)},
+    "nojitter-crop0.5": {**NO_COLOUR, "crop_scale": (0.5, 1.0)},
 }  # fmt: skip
 
 
