@@ -145,6 +145,7 @@ def test_recolouring_keeps_the_map_widget_its_selection_and_colours(explorer):
         assert np.allclose(ex.map.points, fresh.points) and ex.map.color == fresh.color
         column, cmap = color_spec(mode, ex.map.data)
         assert ex.scatters[0].color()["by"] == column and len(ex.map.color) == len(cmap)
+        assert ex.map.legend_encoding["color"]["variable"] == mode  # the legend's title
     ex._recolor(new_tables=True)  # what the arrival of the kNN predictions does
     assert ex.map is before and list(ex.map.selection) == [3, 4, 9]
     ex.clear_selection()

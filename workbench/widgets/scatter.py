@@ -167,7 +167,8 @@ def _color(sc: Any, mode: str, frame: Any) -> None:
     # A list in the column's category order (the points hold the category codes), not a dict: a
     # dict makes jupyter-scatter 1.0.1 keep an order of codes that its data() then looks up as
     # category names (KeyError).
-    sc.color(by=column, map=list(cmap.values()))
+    # The legend's title is the colouring's name (jupyter-scatter's default title is "Color").
+    sc.color(by=column, map=list(cmap.values()), labeling={"variable": mode})
 
 
 def recolor_map(sc: Any, mode: str, frame: Any = None) -> None:
