@@ -293,3 +293,18 @@ def test_previews_are_shown_at_natural_size(images) -> None:
     ex = AugmentationExplorer(images, method="dino", n_images=1, input_size=96)
     assert ex.preview.layout.max_width == "none" and ex.preview_a.layout.max_width == "none"
     assert all(c.layout.width == "430px" for c in ex.controls.values())
+
+
+def test_without_input_size_the_preview_shows_the_training_size(images, digits) -> None:
+    """The views are the size ``wb.train`` would train the same data at (one rule for both)."""
+    from workbench.augment.recipes import training_input_size
+
+    ex = AugmentationExplorer(digits, method="byol", n_images=2)
+    native = digits.meta["image_size"]
+    assert {g.size for g in ex.recipe.groups} == {training_input_size(None, native)} == {native}
+    assert ex.recipe == recipe("byol", input_size=native)  # the small-image recipe, crops and all
+    ex.method_dropdown.value = "simclr"  # a method switch and a reset keep the size
+    ex.reset_button.click()
+    assert {g.size for g in ex.recipe.groups} == {native}
+    photos = AugmentationExplorer(images, method="dino", n_images=2)
+    assert photos.recipe.groups[0].size == training_input_size(None, None)  # 96 CPU, 224 GPU

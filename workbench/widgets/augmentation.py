@@ -129,6 +129,7 @@ class _Images:
         ):
             self._images: list[Image.Image] | None = [d.convert("RGB") for d in data]
             self._ds: Any = None
+            self.native_size: int | None = None
             self.names = [f"image {i}" for i in range(len(data))]
             self.label = f"{len(data)} images"
         else:
@@ -136,6 +137,7 @@ class _Images:
 
             self._images = None
             self._ds = load_dataset(data)
+            self.native_size = (getattr(self._ds, "meta", None) or {}).get("image_size")
             self.names = [Path(p).name for p in self._ds.paths]
             self.label = getattr(self._ds, "name", str(data))
         if len(self) == 0:
@@ -162,7 +164,9 @@ class AugmentationExplorer(widgets.VBox):
         show_params: Caption each view with its sampled parameters.
         cell_px: Display width of the largest view, in pixels.
         **overrides: Recipe overrides to start from (``input_size=64``, ``cj_prob=0.0`` ...);
-            "Reset to defaults" returns to the method's defaults with these overrides.
+            "Reset to defaults" returns to the method's defaults with these overrides. Without
+            ``input_size`` the views are shown at the side ``wb.train`` would train this data at
+            (the data's native size, e.g. 32 px for digits; else 96 px on a CPU, 224 on a GPU).
 
     Attributes:
         recipe: The current (last valid) Recipe.
@@ -189,8 +193,13 @@ class AugmentationExplorer(widgets.VBox):
         super().__init__()
         if method not in METHOD_NAMES:
             raise ValueError(f"Unknown method {method!r}. Valid methods: {list(METHOD_NAMES)}")
-        self._init_overrides = dict(overrides)
         self._images = _Images(data)
+        if "input_size" not in overrides:  # what training on this data would use
+            from workbench.augment.recipes import training_input_size
+
+            native = self._images.native_size
+            overrides = {"input_size": training_input_size(None, native), **overrides}
+        self._init_overrides = dict(overrides)
         self._uploads: list[tuple[str, Image.Image]] = []
         self._cell_px = int(cell_px)
         self._updating = False  # True while code sets controls: observers stay quiet
