@@ -171,6 +171,29 @@ def test_list_of_runs_overlays_one_colour_per_run_with_names():
     assert {"a", "b"} <= set(legend)
 
 
+def test_overlaid_methods_share_the_loss_axis_on_their_own_ranges():
+    """Different methods' losses are on different scales: each run's curve spans 0-1."""
+    h1, s1 = _records()
+    h2, _ = _records()
+    for rec in h2:  # a Barlow Twins-sized loss
+        rec["loss"] = 1000.0 * rec["loss"]
+
+    def runs(method_b):
+        return [SimpleNamespace(name="a", history=h1, steps=s1, config={"method": "simclr"}),
+                SimpleNamespace(name="b", history=h2, steps=[], config={"method": method_b})]  # fmt: skip
+
+    loss_ax = lambda fig: next(ax for ax in fig.axes if ax.get_title() == LOSS_TITLE)  # noqa: E731
+    fig = training_curves(runs("barlowtwins"))
+    data = figure_line_data(fig)[LOSS_TITLE]
+    assert "0-1" in loss_ax(fig).get_ylabel()
+    assert data["b"][1] == pytest.approx([1.0, 0.5, 0.0])  # epoch losses 5000, 4000, 3000
+    every = [y for _, ys in data.values() for y in ys]
+    assert min(every) >= 0.0 and max(every) <= 1.0
+    same = training_curves(runs("simclr"))  # one method: the losses as they are
+    assert loss_ax(same).get_ylabel() == "loss"
+    assert figure_line_data(same)[LOSS_TITLE]["b"][1] == [5000.0, 4000.0, 3000.0]
+
+
 def test_bad_input_raises_clear_error():
     with pytest.raises(ValueError, match="epoch records, a Run or a list of Runs"):
         training_curves("runs/x")

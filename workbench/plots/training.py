@@ -30,6 +30,7 @@ class _Series:
     name: str | None
     history: list[Mapping[str, Any]] = field(default_factory=list)  # per-epoch records
     steps: list[Mapping[str, Any]] = field(default_factory=list)  # per-step records
+    method: str | None = None  # the run's SSL method, if known
 
 
 def _is_run(obj: Any) -> bool:
@@ -60,10 +61,12 @@ def _series_from_run(run: Any) -> _Series:
         name = str(getattr(run.out, "name", run.out))
     history, stray_steps = _split_records(getattr(run, "history", None) or [])
     steps = list(getattr(run, "steps", None) or []) or stray_steps
+    config = getattr(run, "config", None)
     return _Series(
         name=None if name is None else str(name),
         history=history,
         steps=steps,
+        method=config.get("method") if isinstance(config, Mapping) else None,
     )
 
 
@@ -297,11 +300,13 @@ def training_curves(
             # line is (one run) or what each line style means (overlay; colours are the runs).
             handles = _style_key(ax) if overlay else ax.get_legend_handles_labels()[0]
             if handles:
+                # one column: side by side, two entries are wider than a panel and run into the
+                # neighbouring panel's key
                 ax.legend(
                     handles=handles,
                     loc="upper center",
                     bbox_to_anchor=(0.5, -0.22),
-                    ncol=2,
+                    ncol=1,
                     frameon=False,
                     handlelength=1.8,
                     columnspacing=1.0,
@@ -330,10 +335,22 @@ def _label(s: _Series, overlay: bool, what: str, primary: bool = True) -> str:
     return name if primary else f"{name} · {what}"
 
 
+def _scaled_loss(s: _Series) -> Callable[[Any], Any]:
+    """A record's loss as a fraction of its run's range (0: the run's lowest, 1: its highest)."""
+    vals = [_num(r.get("loss")) for r in [*s.history, *s.steps]]
+    vals = [v for v in vals if math.isfinite(v)]
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    return lambda r: None if r.get("loss") is None else (_num(r["loss"]) - lo) / (hi - lo or 1.0)
+
+
 def _loss_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overlay: bool) -> None:
+    # Losses of different methods are on different scales (InfoNCE ~5, negative cosine ~-1,
+    # Barlow Twins ~1000): overlaid, each run's curve is scaled to its own range.
+    scaled = overlay and len({s.method for s in series}) > 1
     for s, color in zip(series, colors):
+        loss = _scaled_loss(s) if scaled else (lambda r: r.get("loss"))
         if s.steps:
-            xs, ys = _series_xy(s.steps, _step_epochs(s.steps), lambda r: r.get("loss"))
+            xs, ys = _series_xy(s.steps, _step_epochs(s.steps), loss)
             ax.plot(
                 xs,
                 ys,
@@ -344,11 +361,11 @@ def _loss_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overl
                 label=_label(s, overlay, "per step", primary=False),
                 gid="per step",
             )
-    _epoch_lines(ax, series, colors, overlay, [(lambda r: r.get("loss"), "per epoch", "-", True)])
+        _epoch_lines(ax, [s], [color], overlay, [(loss, "per epoch", "-", True)])
     end = _warmup_end(series[0])
     if end is not None:
         ax.axvspan(0, end, color="0.5", alpha=0.15, lw=0, label=WARMUP_LABEL)
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss, each run's range as 0-1" if scaled else "loss")
     ax.set_title(LOSS_TITLE)
 
 
@@ -398,13 +415,19 @@ def _knn_panel(ax: Any, series: Sequence[_Series], colors: Sequence[str], overla
 
 
 def _levels(ax: Any, healthy: str, zone_top: float, zone: str) -> None:
-    """The healthy level (dotted, at 1) and the collapse zone (red), named on the plot itself."""
+    """The healthy level (dotted, at 1) and the collapse zone (red), named on the plot itself.
+
+    The zone's name takes two lines (a panel is narrower than it), inside the zone where the
+    zone is tall enough to hold them, else just above its top.
+    """
     ax.axhline(1.0, color="black", ls=":", lw=1.2)
     ax.axhspan(ax.get_ylim()[0], zone_top, color="red", alpha=0.12, lw=0)
+    top = ax.transAxes.inverted().transform(ax.transData.transform((0.0, zone_top)))[1]
     for y, text, color, va, x, ha in (
         (1.0, healthy, "black", "bottom", 0.01, "left"),
-        (zone_top, zone, "red", "top", 0.99, "right"),
-    ):
+        (zone_top, zone.replace(" (", "\n("), "red", "top" if top > 0.15 else "bottom", 0.99,
+         "right"),
+    ):  # fmt: skip
         ax.annotate(
             text,
             xy=(x, y),
