@@ -179,8 +179,8 @@ def test_overlaid_methods_share_the_loss_axis_on_their_own_ranges():
         rec["loss"] = 1000.0 * rec["loss"]
 
     def runs(method_b):
-        return [SimpleNamespace(name="a", history=h1, steps=s1, config={"method": "simclr"}),
-                SimpleNamespace(name="b", history=h2, steps=[], config={"method": method_b})]  # fmt: skip
+        a = SimpleNamespace(name="a", history=h1, steps=s1, config={"method": "simclr"})
+        return [a, SimpleNamespace(name="b", history=h2, steps=[], config={"method": method_b})]
 
     loss_ax = lambda fig: next(ax for ax in fig.axes if ax.get_title() == LOSS_TITLE)  # noqa: E731
     fig = training_curves(runs("barlowtwins"))
