@@ -434,7 +434,7 @@ def test_quickstart_in_jupyterlab(lab, tmp_path):
             page.set_viewport_size({"width": 1280, "height": 2000})
             for text, name, height in (
                 ("wb.AugmentationExplorer(", "widget_augmentation.png", 900),
-                ("wb.TrainingLauncher(", "widget_training.png", 900),
+                ("wb.TrainingLauncher(", "widget_training.png", 960),  # the first row's keys
                 ("wb.Workbench(", "widget_workbench.png", 800),
             ):
                 out = _widget_output(page, text)
