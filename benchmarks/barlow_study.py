@@ -96,8 +96,6 @@ TRIALS: dict[str, dict[str, Any]] = {
     # a crop of 8 % of an 8x8 digit is a 2x2-pixel blob that BYOL must map onto the whole digit;
     # crops of at least half the image?
     "byol-crop0.5": {"method": "byol", "transform_args": {"crop_scale": (0.5, 1.0)}},
-    # lr 0.03: 0.858 / 0.852 / 0.872 on seeds 0-2 (+2.8 over random init); crops of at least
-    # half: 0.855 on seed 0. Both together?
     # Barlow Twins: each of LARS at a third of the rate (0.733 at 10 epochs) and gentler crops
     # without solarization (0.721) halved the fall (0.496). What BYOL needed, together?
     "lars-lr0.05-crop0.5": {
@@ -108,6 +106,8 @@ TRIALS: dict[str, dict[str, Any]] = {
         "lr": 0.05,
         "transform_args": {"crop_scale": (0.5, 1.0), "view2_solarize_prob": 0.0},
     },
+    # BYOL, lr 0.03: 0.858 / 0.852 / 0.872 on seeds 0-2 (+2.8 over random init); crops of at
+    # least half: 0.855 on seed 0. Both together?
     "byol-lr0.03-crop0.5": {
         "method": "byol",
         "lr": 0.03,

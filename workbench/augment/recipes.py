@@ -70,7 +70,7 @@ class ViewSpec:
     size: int = 224  # output side in pixels (views are square)
     # random resized crop: area fraction range. 0.08 also at 32 px: gentler crops (0.2, 0.35)
     # learned no better on digits for SimCLR (benchmarks/results/crop_scale_decision.md); BYOL
-    # takes (0.5, 1) at small sizes (SMALL_IMAGE_CHANGES)
+    # and Barlow Twins take (0.5, 1) at small sizes (SMALL_IMAGE_CHANGES)
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio range
     hflip_prob: float = 0.5  # probability of a horizontal flip
